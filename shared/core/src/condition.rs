@@ -1,0 +1,1 @@
+//! Breakpoint conditions (expr language). Filled in below.

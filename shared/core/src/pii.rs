@@ -1,0 +1,1 @@
+//! PII scrubbing. Filled in below.
