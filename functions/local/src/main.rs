@@ -1,1 +1,217 @@
-fn main() {}
+//! `sightline`: the local server (every handler + embedded SQLite store + in-process SSE
+//! hub) and key management for its data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use sightline_core::app::{BootstrapOutcome, Config, Ports};
+use sightline_core::model::Scope;
+use sightline_core::ports::IdGen;
+use sightline_core::Sightline;
+use sightline_http::hub::Hub;
+use sightline_http::AppState;
+use sightline_store_local::{open_local_store, SystemClock};
+
+#[derive(Parser)]
+#[command(name = "sightline", version, about = "Sightline: non-breaking breakpoints for production services")]
+struct Cli {
+    /// Where the embedded store keeps its data.
+    #[arg(long, global = true, env = "SIGHTLINE_DATA_DIR", default_value = "./.sightline")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "SIGHTLINE_LISTEN", default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// Seconds between SSE heartbeats (at most 15).
+        #[arg(long, env = "SIGHTLINE_HEARTBEAT_SECS", default_value_t = 15)]
+        heartbeat_secs: u64,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (it is shown only this once).
+    Create {
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Comma-separated: sdk, admin.
+        #[arg(long, default_value = "sdk")]
+        scopes: String,
+        /// Project of the key (default: the bootstrap project). A new name creates a project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// List keys (ids and scopes, never the keys themselves).
+    List {
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+/// Random ids from the OS generator.
+struct RandomIds;
+
+impl IdGen for RandomIds {
+    fn random_hex128(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIGHTLINE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen, heartbeat_secs } => serve(&cli.data_dir, listen, heartbeat_secs).await,
+        Command::Keys { command } => keys(&cli.data_dir, command).await,
+    }
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<(Arc<Sightline>, Arc<Hub>, Arc<sightline_store_local::SqliteItemStore>)> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let clock = Arc::new(SystemClock);
+    let (items, blobs) = open_local_store(data_dir, clock.clone())
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let hub = Arc::new(Hub::default());
+    let ports = Ports { items: items.clone(), blobs, events: hub.clone(), clock, ids: Arc::new(RandomIds) };
+    Ok((Arc::new(Sightline::new(ports, Config::default())), hub, items))
+}
+
+async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyhow::Result<()> {
+    if heartbeat_secs == 0 || heartbeat_secs > 15 {
+        bail!("--heartbeat-secs must be between 1 and 15");
+    }
+    let (app, hub, items) = open(data_dir)?;
+    let bootstrap_key = std::env::var("SIGHTLINE_BOOTSTRAP_API_KEY").ok().filter(|k| !k.trim().is_empty());
+    let outcome = app.bootstrap(bootstrap_key.as_deref()).await.context("bootstrapping the data dir")?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    println!("Sightline listening on http://{addr}");
+    println!("  data dir:  {}", data_dir.display());
+    match outcome {
+        BootstrapOutcome::Created { project_id, api_key, .. } => {
+            println!("  project:   {project_id} (new)");
+            if bootstrap_key.is_some() {
+                println!("  API key:   from SIGHTLINE_BOOTSTRAP_API_KEY (scopes: sdk, admin)");
+            } else {
+                println!("  API key:   {api_key}   (scopes: sdk, admin; shown only now, keep it)");
+            }
+        }
+        BootstrapOutcome::Existing { project_id } => {
+            println!("  project:   {project_id} (use your existing key, or `sightline keys create`)");
+        }
+    }
+    println!("  SDK endpoint: http://{addr}   e.g. tracekit.init(endpoint=\"http://{addr}\", ...)");
+
+    let (mut state, closing) = AppState::new(app, hub);
+    state.heartbeat = Duration::from_secs(heartbeat_secs);
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = items.sweep_expired().await {
+                tracing::warn!(error = %e, "sweeping expired items failed");
+            }
+        }
+    });
+    let router = sightline_http::router(state);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = closing.send(true);
+        })
+        .await
+        .context("serving")?;
+    sweeper.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn keys(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
+    let (app, _, _) = open(data_dir)?;
+    let default = match app.bootstrap(None).await? {
+        BootstrapOutcome::Created { project_id, api_key, .. } => {
+            println!("Initialised {} with project `{project_id}`; its bootstrap key: {api_key}", data_dir.display());
+            project_id
+        }
+        BootstrapOutcome::Existing { project_id } => project_id,
+    };
+    match command {
+        KeysCommand::Create { name, scopes, project } => {
+            let scopes = scopes
+                .split(',')
+                .map(|s| Scope::parse(s).with_context(|| format!("unknown scope `{s}` (use sdk, admin)")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let project = project.unwrap_or(default);
+            let (record, raw) = app.create_api_key(&project, &name, &scopes, None).await?;
+            println!("{raw}");
+            eprintln!("created key {} in project {} (shown only now)", record.id, record.project_id);
+        }
+        KeysCommand::List { project } => {
+            let project = project.unwrap_or(default);
+            for k in app.list_api_keys(&project).await? {
+                let scopes: Vec<&str> = k
+                    .scopes
+                    .iter()
+                    .map(|s| match s {
+                        Scope::Sdk => "sdk",
+                        Scope::Admin => "admin",
+                    })
+                    .collect();
+                let state = if k.revoked { "revoked" } else { "active" };
+                println!("{}\t{}\t{}\t{}\t{}", k.id, k.name, scopes.join(","), state, k.created_at);
+            }
+        }
+        KeysCommand::Revoke { id, project } => {
+            let project = project.unwrap_or(default);
+            let k = app.revoke_api_key(&project, &id).await?;
+            println!("revoked {}", k.id);
+        }
+    }
+    Ok(())
+}

@@ -4,6 +4,16 @@
 //! Worker) supply [`ports`] implementations. It builds for native targets and `wasm32`.
 
 pub mod condition;
+pub mod error;
 pub mod events;
+pub mod keys;
+pub mod model;
 pub mod pii;
 pub mod ports;
+pub mod timefmt;
+pub mod wire;
+
+pub use error::{Error, ErrorKind, Result};
+
+pub mod app;
+pub use app::Sightline;

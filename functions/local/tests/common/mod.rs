@@ -1,0 +1,205 @@
+//! A real `sightline serve` on a random loopback port, and helpers to talk to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+pub const KEY: &str = "sl_test_0123456789abcdef0123456789abcdef0123456789abcdef01234567";
+
+pub struct Server {
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    child: Child,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(data_dir)
+    }
+
+    pub fn start_in(data_dir: tempfile::TempDir) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("SIGHTLINE_DATA_DIR", data_dir.path())
+            .env("SIGHTLINE_BOOTSTRAP_API_KEY", KEY)
+            .env("SIGHTLINE_HEARTBEAT_SECS", "1")
+            .env("SIGHTLINE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sightline");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("server exited before listening").unwrap();
+            if let Some(rest) = line.strip_prefix("Sightline listening on ") {
+                break rest.trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Self { base, data_dir, child, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Runs `sightline <args>` against this server's data dir and returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(args)
+            .env("SIGHTLINE_DATA_DIR", self.data_dir.path())
+            .env("SIGHTLINE_LOG", "warn")
+            .output()
+            .expect("run sightline cli");
+        assert!(out.status.success(), "cli {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(self.url(path)), KEY).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(self.http.post(self.url(path)).json(&body), KEY).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send(
+            self.http.post(self.url(path)).header("content-type", "application/json").body(body.to_owned()),
+            KEY,
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(self.http.patch(self.url(path)).json(&body), KEY).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.delete(self.url(path)), KEY).await
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder, key: &str) -> (u16, Value) {
+        let resp = req.header("X-API-Key", key).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, body)
+    }
+
+    /// Auto-registers a call site and returns the breakpoint object.
+    pub async fn register(&self, service: &str, function: &str, label: &str, line: i64) -> Value {
+        let (status, bp) = self
+            .post(
+                "/sdk/snapshots/auto-register",
+                serde_json::json!({"service_name": service, "file_path": format!("/app/{service}.py"),
+                    "line_number": line, "function_name": function, "label": label}),
+            )
+            .await;
+        assert!(status == 201 || status == 200, "auto-register: {status} {bp}");
+        bp
+    }
+
+    /// Opens an SSE stream with the given key.
+    pub async fn stream(&self, path: &str, key: &str) -> SseReader {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .header("X-API-Key", key)
+            .header("Accept", "text/event-stream")
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .unwrap();
+        SseReader::new(resp)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..100 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One parsed SSE event, with the raw frame for wire-format checks.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: Value,
+    pub raw: String,
+}
+
+pub struct SseReader {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl SseReader {
+    fn new(resp: reqwest::Response) -> Self {
+        Self {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            stream: resp.bytes_stream().boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event within `timeout`, or `None` when the stream ended or timed out.
+    pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..pos + 2).collect();
+                let mut event = String::new();
+                let mut data = Vec::new();
+                for line in raw.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.trim_start().to_owned());
+                    }
+                }
+                let data = serde_json::from_str(&data.join("\n")).unwrap_or(Value::Null);
+                return Some(SseEvent { event, data, raw });
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Skips heartbeats and returns the next other event.
+    pub async fn next_non_heartbeat(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let ev = self.next(left).await?;
+            if ev.event != "heartbeat" {
+                return Some(ev);
+            }
+        }
+    }
+}

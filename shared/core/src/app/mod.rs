@@ -1,0 +1,159 @@
+//! The request handlers, as plain async methods over the ports. Hosts (axum locally, Lambda,
+//! the edge) only parse transport details and call these.
+
+mod admin;
+mod auth;
+mod capture;
+mod sdk;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use admin::SnapshotFilter;
+pub use auth::BootstrapOutcome;
+pub use capture::CaptureOutcome;
+
+use crate::condition::ConditionCache;
+use crate::events::{Audience, ChangeEvent};
+use crate::pii::Scrubber;
+use crate::ports::{BlobStore, Clock, EventBus, IdGen, ItemStore};
+
+/// Limits and knobs of the handlers. Defaults are production values.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Snapshot payloads larger than this go to the blob store instead of the item.
+    pub inline_payload_bytes: usize,
+    /// How long snapshots are kept.
+    pub snapshot_retention_secs: i64,
+    /// How long a resolved API key is trusted without a store read (revocation delay
+    /// across processes; revocation in the same process is immediate).
+    pub auth_cache_ms: i64,
+    /// Hard cap on variable nesting, whatever a breakpoint says.
+    pub max_variable_depth: i64,
+    /// Longest stored stack trace.
+    pub max_stack_trace_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            inline_payload_bytes: 48 * 1024,
+            snapshot_retention_secs: crate::model::defaults::SNAPSHOT_RETENTION_SECS,
+            auth_cache_ms: 10_000,
+            max_variable_depth: 10,
+            max_stack_trace_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The ports a [`Sightline`] runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub items: Arc<dyn ItemStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub events: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGen>,
+}
+
+/// The application: every handler of the SDK and admin APIs.
+pub struct Sightline {
+    items: Arc<dyn ItemStore>,
+    blobs: Arc<dyn BlobStore>,
+    events: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGen>,
+    config: Config,
+    conditions: ConditionCache,
+    /// sha256(key) → (principal, resolved at ms).
+    auth_cache: Mutex<HashMap<String, (crate::model::Principal, i64)>>,
+    /// Compiled scrubbers by their custom-pattern set (JSON text).
+    scrubbers: Mutex<HashMap<String, Arc<Scrubber>>>,
+    /// (project, service) → last time this process recorded the service as seen.
+    service_seen: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl Sightline {
+    pub fn new(ports: Ports, config: Config) -> Self {
+        Self {
+            items: ports.items,
+            blobs: ports.blobs,
+            events: ports.events,
+            clock: ports.clock,
+            ids: ports.ids,
+            config,
+            conditions: ConditionCache::default(),
+            auth_cache: Mutex::new(HashMap::new()),
+            scrubbers: Mutex::new(HashMap::new()),
+            service_seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn now_secs(&self) -> i64 {
+        self.clock.now_ms().div_euclid(1000)
+    }
+
+    /// A random UUID-formatted id.
+    fn new_uuid(&self) -> String {
+        uuid_format(&self.ids.random_hex128())
+    }
+
+    /// Publishes after a committed change; never fails the request.
+    fn publish(&self, project_id: &str, service: &str, event: &str, data: Value, audience: Audience) {
+        self.events.publish(ChangeEvent {
+            project_id: project_id.to_owned(),
+            service: service.to_owned(),
+            event: event.to_owned(),
+            data,
+            audience,
+        });
+    }
+}
+
+/// Locks a mutex, recovering the data of a poisoned one (a panic elsewhere must not take
+/// the server down; the caches guarded here are always valid).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Formats 32 hex digits as `8-4-4-4-12`.
+fn uuid_format(hex32: &str) -> String {
+    let h: String = hex32.chars().chain(std::iter::repeat('0')).take(32).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Percent-encodes a path segment (everything but RFC 3986 unreserved characters).
+pub fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The SSE path advertised in poll responses (`sse_endpoint`).
+pub fn sse_path(service: &str) -> String {
+    format!("/sdk/snapshots/stream/{}", encode_path_segment(service))
+}

@@ -1,0 +1,72 @@
+//! The storage key layout: every key of a project's data starts with `P#{project}`, so no
+//! handler can address another project's items (see infra/ and docs/ARCHITECTURE.md).
+
+/// API key lookup by SHA-256 of the raw key: `KEY#{sha256}` / `KEY`.
+pub fn api_key(hash: &str) -> (String, &'static str) {
+    (format!("KEY#{hash}"), "KEY")
+}
+
+/// Installation-wide metadata (bootstrap marker, default project).
+pub const META_PK: &str = "META";
+
+pub fn project(project: &str) -> (String, &'static str) {
+    (format!("PROJECT#{project}"), "META")
+}
+
+/// A project's API key records (without the raw key), sk = key id.
+pub fn project_keys(project: &str) -> String {
+    format!("P#{project}#KEYS")
+}
+
+/// A project's services, sk = service name.
+pub fn services(project: &str) -> String {
+    format!("P#{project}#SERVICES")
+}
+
+/// The partition of one service: breakpoints (`BP#{id}`), kill switch (`KILL`),
+/// auto-register records.
+pub fn service(project: &str, service: &str) -> String {
+    format!("P#{project}#S#{service}")
+}
+
+pub fn breakpoint_sk(id: &str) -> String {
+    format!("BP#{id}")
+}
+
+pub const BREAKPOINT_PREFIX: &str = "BP#";
+pub const KILL_SK: &str = "KILL";
+
+/// Breakpoint id → service, so `/api/breakpoints/{id}` needs no service.
+pub fn breakpoint_index(project: &str) -> String {
+    format!("P#{project}#BPID")
+}
+
+/// Snapshots of a project; sk = snapshot id, which sorts by receive time.
+pub fn snapshots(project: &str) -> String {
+    format!("P#{project}#SNAP")
+}
+
+/// Idempotency markers for captures (retries and duplicate sends), sk = content hash.
+pub fn dedup(project: &str) -> String {
+    format!("P#{project}#DEDUP")
+}
+
+/// Code locations of a service; sk = [`code_sk`].
+pub fn code(project: &str, service: &str) -> String {
+    format!("P#{project}#S#{service}#CODE")
+}
+
+/// `{file}#{line:010}` so a file's lines sort numerically.
+pub fn code_sk(file: &str, line: i64) -> String {
+    format!("{file}#{line:010}")
+}
+
+/// SDK telemetry events reported in polls (circuit breaker trips), sk = time-ordered id.
+pub fn sdk_events(project: &str, service: &str) -> String {
+    format!("P#{project}#S#{service}#EVT")
+}
+
+/// Blob key of a snapshot payload too large to keep inline.
+pub fn snapshot_blob(project: &str, service: &str, breakpoint: &str, id: &str) -> String {
+    format!("snapshots/{project}/{service}/{breakpoint}/{id}.json")
+}

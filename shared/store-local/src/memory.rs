@@ -1,0 +1,217 @@
+//! In-memory adapters for unit tests: one `BTreeMap` under a `Mutex`, so every operation is
+//! trivially atomic. A poisoned lock is recovered (the maps are never left half-updated).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use sightline_core::ports::{
+    apply_update, Attrs, BlobStore, Clock, Condition, Item, ItemStore, Page, Query, StoreError,
+    StoreResult, UpdateOp,
+};
+
+use crate::query::{plan, Pager};
+use crate::{now_secs, SystemClock};
+
+/// Partition key -> sort key -> item. Expired items stay until swept but are never visible.
+type Partitions = BTreeMap<String, BTreeMap<String, Item>>;
+
+/// `ItemStore` in memory.
+pub struct MemoryItemStore {
+    data: Mutex<Partitions>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryItemStore {
+    fn default() -> Self {
+        Self::new(Arc::new(SystemClock))
+    }
+}
+
+impl MemoryItemStore {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            data: Mutex::new(BTreeMap::new()),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Partitions> {
+        self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> i64 {
+        now_secs(&*self.clock)
+    }
+
+    /// Drops expired items; returns how many.
+    pub fn sweep_expired(&self) -> usize {
+        let now = self.now();
+        let mut data = self.lock();
+        let mut removed = 0;
+        data.retain(|_, part| {
+            let before = part.len();
+            part.retain(|_, item| !item.is_expired(now));
+            removed += before - part.len();
+            !part.is_empty()
+        });
+        removed
+    }
+
+    fn live<'a>(data: &'a Partitions, pk: &str, sk: &str, now: i64) -> Option<&'a Item> {
+        data.get(pk)
+            .and_then(|p| p.get(sk))
+            .filter(|i| !i.is_expired(now))
+    }
+
+    fn check(condition: Option<&Condition>, current: Option<&Item>) -> StoreResult<()> {
+        match condition {
+            Some(c) if !c.matches(current) => Err(StoreError::ConditionFailed),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl ItemStore for MemoryItemStore {
+    async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        let now = self.now();
+        Ok(Self::live(&self.lock(), pk, sk, now).cloned())
+    }
+
+    async fn put(&self, item: Item, condition: Option<Condition>) -> StoreResult<()> {
+        let now = self.now();
+        let mut data = self.lock();
+        Self::check(
+            condition.as_ref(),
+            Self::live(&data, &item.pk, &item.sk, now),
+        )?;
+        data.entry(item.pk.clone())
+            .or_default()
+            .insert(item.sk.clone(), item);
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        pk: &str,
+        sk: &str,
+        ops: &[UpdateOp],
+        condition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        let now = self.now();
+        let mut data = self.lock();
+        let current = Self::live(&data, pk, sk, now);
+        Self::check(condition.as_ref(), current)?;
+        let mut item = current
+            .cloned()
+            .unwrap_or_else(|| Item::new(pk, sk, Attrs::new()));
+        apply_update(&mut item, ops);
+        data.entry(pk.to_owned())
+            .or_default()
+            .insert(sk.to_owned(), item.clone());
+        Ok(item)
+    }
+
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        condition: Option<Condition>,
+    ) -> StoreResult<Option<Item>> {
+        let now = self.now();
+        let mut data = self.lock();
+        Self::check(condition.as_ref(), Self::live(&data, pk, sk, now))?;
+        let Some(part) = data.get_mut(pk) else {
+            return Ok(None);
+        };
+        let old = part.remove(sk);
+        if part.is_empty() {
+            data.remove(pk);
+        }
+        Ok(old.filter(|i| !i.is_expired(now)))
+    }
+
+    async fn query(&self, pk: &str, query: Query) -> StoreResult<Page> {
+        let range = plan(&query)?;
+        let now = self.now();
+        let mut pager = Pager::new(&query);
+        let data = self.lock();
+        let Some(part) = data.get(pk) else {
+            return Ok(pager.finish());
+        };
+        if range.is_empty() {
+            return Ok(pager.finish());
+        }
+        let iter = part.range::<str, _>(range.as_ref()).map(|(_, i)| i);
+        let iter: Box<dyn Iterator<Item = &Item>> = if query.descending {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        for item in iter.filter(|i| !i.is_expired(now)) {
+            if pager.offer(item.clone()).is_break() {
+                break;
+            }
+        }
+        Ok(pager.finish())
+    }
+}
+
+/// `BlobStore` in memory.
+#[derive(Default)]
+pub struct MemoryBlobStore {
+    data: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryBlobStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl BlobStore for MemoryBlobStore {
+    async fn put(&self, key: &str, bytes: Vec<u8>, if_none_match: bool) -> StoreResult<()> {
+        let mut data = self.lock();
+        if if_none_match && data.contains_key(key) {
+            return Err(StoreError::ConditionFailed);
+        }
+        data.insert(key.to_owned(), bytes);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.lock().get(key).cloned())
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let lower = match start_after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        Ok(self
+            .lock()
+            .range::<str, _>((lower, Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.lock().remove(key);
+        Ok(())
+    }
+}

@@ -1,0 +1,391 @@
+//! `ItemStore` on one SQLite file.
+//!
+//! WAL mode lets readers run beside the single writer. All writes go through one connection
+//! behind an async mutex, and every conditional write is read-check-write inside
+//! `BEGIN IMMEDIATE`, which also serialises against other processes opening the same file.
+//! rusqlite blocks, so each call runs on `spawn_blocking` holding its connection's guard.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use sightline_core::ports::{
+    apply_update, Attrs, Clock, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult,
+    UpdateOp,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::now_secs;
+use crate::query::{plan, Pager, SkRange};
+
+/// Readers are cheap in WAL mode; a few let queries overlap without waiting on each other.
+const READERS: usize = 4;
+/// How long a connection waits for another process's lock before reporting `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows removed per sweep transaction, so the sweeper never holds the writer for long.
+const SWEEP_CHUNK: usize = 1000;
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    attrs TEXT NOT NULL,      -- JSON object
+    expires_at INTEGER,       -- Unix seconds; NULL = never
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_expires_at ON items (expires_at) WHERE expires_at IS NOT NULL;
+";
+
+/// `ItemStore` backed by a single SQLite database file.
+pub struct SqliteItemStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqliteItemStore {
+    /// Opens or creates the database at `path`. Blocking; call at startup.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        let writer = Connection::open(path).db()?;
+        configure(&writer).db()?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .db()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, path = %path.display(), "SQLite refused WAL mode; reads will wait on writes");
+        }
+        migrate(&writer)?;
+
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let readers = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(path, flags).db()?;
+                configure(&conn).db()?;
+                Ok(Arc::new(Mutex::new(conn)))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            clock,
+        })
+    }
+
+    /// Physically deletes expired rows (reads already hide them); returns how many.
+    /// Works in chunks so concurrent writers are not starved.
+    pub async fn sweep_expired(&self) -> StoreResult<usize> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .write(|conn, now| {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "DELETE FROM items WHERE (pk, sk) IN \
+                             (SELECT pk, sk FROM items WHERE expires_at <= ?1 LIMIT ?2)",
+                        )
+                        .db()?;
+                    stmt.execute(rusqlite::params![now, SWEEP_CHUNK as i64])
+                        .db()
+                })
+                .await?;
+            total += n;
+            if n < SWEEP_CHUNK {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::debug!(removed = total, "swept expired items");
+        }
+        Ok(total)
+    }
+
+    /// Runs `f` on the writer connection; `now` is the TTL clock in Unix seconds.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, i64) -> StoreResult<T> + Send + 'static,
+    {
+        let guard = Arc::clone(&self.writer).lock_owned().await;
+        let now = now_secs(&*self.clock);
+        run_blocking(guard, now, f).await
+    }
+
+    /// Runs `f` on a free reader connection (or waits for one).
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, i64) -> StoreResult<T> + Send + 'static,
+    {
+        let guard = self.reader().await;
+        let now = now_secs(&*self.clock);
+        run_blocking(guard, now, f).await
+    }
+
+    async fn reader(&self) -> OwnedMutexGuard<Connection> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(guard) = Arc::clone(&self.readers[(start + i) % n]).try_lock_owned() {
+                return guard;
+            }
+        }
+        Arc::clone(&self.readers[start % n]).lock_owned().await
+    }
+}
+
+async fn run_blocking<T, F>(
+    mut guard: OwnedMutexGuard<Connection>,
+    now: i64,
+    f: F,
+) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection, i64) -> StoreResult<T> + Send + 'static,
+{
+    // The guard moves into the task, so a cancelled caller cannot free the connection early.
+    tokio::task::spawn_blocking(move || f(&mut guard, now))
+        .await
+        .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // In WAL mode NORMAL survives process crashes; only an OS crash can lose the last commits.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .db()?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
+        )));
+    }
+    conn.execute_batch(SCHEMA).db()?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .db()
+}
+
+/// Maps rusqlite errors onto the port's error: lock contention that outlived the busy
+/// timeout is `Unavailable` (retryable), everything else `Backend`.
+trait Db<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(format!("sqlite busy: {e}"))
+            }
+            _ => StoreError::Backend(format!("sqlite: {e}")),
+        })
+    }
+}
+
+fn decode_item(pk: &str, sk: String, attrs: &str, expires_at: Option<i64>) -> StoreResult<Item> {
+    let attrs: Attrs = serde_json::from_str(attrs)
+        .map_err(|e| StoreError::Backend(format!("corrupt attrs for ({pk}, {sk}): {e}")))?;
+    Ok(Item::new(pk, sk, attrs).with_ttl(expires_at))
+}
+
+/// The live (not expired) item at `(pk, sk)`.
+fn read_item(conn: &Connection, pk: &str, sk: &str, now: i64) -> StoreResult<Option<Item>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT attrs, expires_at FROM items \
+             WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+        )
+        .db()?;
+    let row = stmt
+        .query_row(rusqlite::params![pk, sk, now], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
+        .optional()
+        .db()?;
+    row.map(|(attrs, exp)| decode_item(pk, sk.to_owned(), &attrs, exp))
+        .transpose()
+}
+
+fn write_item(conn: &Connection, item: &Item) -> StoreResult<()> {
+    let attrs = serde_json::to_string(&item.attrs)
+        .map_err(|e| StoreError::Backend(format!("cannot encode attrs: {e}")))?;
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO items (pk, sk, attrs, expires_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (pk, sk) DO UPDATE SET attrs = excluded.attrs, expires_at = excluded.expires_at",
+        )
+        .db()?;
+    stmt.execute(rusqlite::params![item.pk, item.sk, attrs, item.expires_at])
+        .db()?;
+    Ok(())
+}
+
+fn check(condition: Option<&Condition>, current: Option<&Item>) -> StoreResult<()> {
+    match condition {
+        Some(c) if !c.matches(current) => Err(StoreError::ConditionFailed),
+        _ => Ok(()),
+    }
+}
+
+/// One batch of live rows of `pk` within `range`, in scan order.
+fn fetch(
+    conn: &Connection,
+    pk: &str,
+    range: &SkRange,
+    descending: bool,
+    now: i64,
+    batch: usize,
+) -> StoreResult<Vec<Item>> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+    let mut args: Vec<&dyn ToSql> = vec![&pk, &now, &batch];
+    let mut sql = String::from(
+        "SELECT sk, attrs, expires_at FROM items \
+         WHERE pk = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+    );
+    for (bound, incl, excl) in [(&range.lower, ">=", ">"), (&range.upper, "<=", "<")] {
+        let (op, value) = match bound {
+            Included(v) => (incl, v),
+            Excluded(v) => (excl, v),
+            Unbounded => continue,
+        };
+        args.push(value);
+        sql.push_str(&format!(" AND sk {op} ?{}", args.len()));
+    }
+    sql.push_str(if descending {
+        " ORDER BY sk DESC LIMIT ?3"
+    } else {
+        " ORDER BY sk ASC LIMIT ?3"
+    });
+    // At most 18 distinct statements, so all of them stay in the statement cache.
+    let mut stmt = conn.prepare_cached(&sql).db()?;
+    let rows = stmt
+        .query_map(args.as_slice(), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })
+        .db()?;
+    rows.map(|row| {
+        let (sk, attrs, exp) = row.db()?;
+        decode_item(pk, sk, &attrs, exp)
+    })
+    .collect()
+}
+
+#[async_trait]
+impl ItemStore for SqliteItemStore {
+    async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        self.read(move |conn, now| read_item(conn, &pk, &sk, now))
+            .await
+    }
+
+    async fn put(&self, item: Item, condition: Option<Condition>) -> StoreResult<()> {
+        self.write(move |conn, now| {
+            let Some(condition) = condition else {
+                // A single statement is atomic on its own.
+                return write_item(conn, &item);
+            };
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .db()?;
+            let current = read_item(&tx, &item.pk, &item.sk, now)?;
+            check(Some(&condition), current.as_ref())?;
+            write_item(&tx, &item)?;
+            tx.commit().db()
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        pk: &str,
+        sk: &str,
+        ops: &[UpdateOp],
+        condition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        let (pk, sk, ops) = (pk.to_owned(), sk.to_owned(), ops.to_vec());
+        self.write(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .db()?;
+            let current = read_item(&tx, &pk, &sk, now)?;
+            check(condition.as_ref(), current.as_ref())?;
+            let mut item = current.unwrap_or_else(|| Item::new(pk, sk, Attrs::new()));
+            apply_update(&mut item, &ops);
+            write_item(&tx, &item)?;
+            tx.commit().db()?;
+            Ok(item)
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        condition: Option<Condition>,
+    ) -> StoreResult<Option<Item>> {
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        self.write(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .db()?;
+            let current = read_item(&tx, &pk, &sk, now)?;
+            check(condition.as_ref(), current.as_ref())?;
+            // Also removes an expired row, which callers already treat as absent.
+            tx.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
+                .db()?
+                .execute(rusqlite::params![pk, sk])
+                .db()?;
+            tx.commit().db()?;
+            Ok(current)
+        })
+        .await
+    }
+
+    async fn query(&self, pk: &str, query: Query) -> StoreResult<Page> {
+        let mut range = plan(&query)?;
+        let pk = pk.to_owned();
+        self.read(move |conn, now| {
+            // One read transaction: every batch of this page sees the same snapshot.
+            let tx = conn.transaction().db()?;
+            let mut pager = Pager::new(&query);
+            while !range.is_empty() {
+                let batch = pager.batch_hint();
+                let rows = fetch(&tx, &pk, &range, query.descending, now, batch)?;
+                let full_batch = rows.len() >= batch;
+                let last = rows.last().map(|i| i.sk.clone());
+                for item in rows {
+                    if pager.offer(item).is_break() {
+                        return Ok(pager.finish());
+                    }
+                }
+                match last {
+                    Some(last) if full_batch => range.advance(last, query.descending),
+                    _ => break,
+                }
+            }
+            Ok(pager.finish())
+        })
+        .await
+    }
+}
