@@ -17,10 +17,19 @@ use sightline_http::AppState;
 use sightline_store_local::{open_local_store, SystemClock};
 
 #[derive(Parser)]
-#[command(name = "sightline", version, about = "Sightline: non-breaking breakpoints for production services")]
+#[command(
+    name = "sightline",
+    version,
+    about = "Sightline: non-breaking breakpoints for production services"
+)]
 struct Cli {
     /// Where the embedded store keeps its data.
-    #[arg(long, global = true, env = "SIGHTLINE_DATA_DIR", default_value = "./.sightline")]
+    #[arg(
+        long,
+        global = true,
+        env = "SIGHTLINE_DATA_DIR",
+        default_value = "./.sightline"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -83,25 +92,46 @@ impl IdGen for RandomIds {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIGHTLINE_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("SIGHTLINE_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, heartbeat_secs } => serve(&cli.data_dir, listen, heartbeat_secs).await,
+        Command::Serve {
+            listen,
+            heartbeat_secs,
+        } => serve(&cli.data_dir, listen, heartbeat_secs).await,
         Command::Keys { command } => keys(&cli.data_dir, command).await,
     }
 }
 
-fn open(data_dir: &Path) -> anyhow::Result<(Arc<Sightline>, Arc<Hub>, Arc<sightline_store_local::SqliteItemStore>)> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+fn open(
+    data_dir: &Path,
+) -> anyhow::Result<(
+    Arc<Sightline>,
+    Arc<Hub>,
+    Arc<sightline_store_local::SqliteItemStore>,
+)> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let clock = Arc::new(SystemClock);
     let (items, blobs) = open_local_store(data_dir, clock.clone())
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let hub = Arc::new(Hub::default());
-    let ports = Ports { items: items.clone(), blobs, events: hub.clone(), clock, ids: Arc::new(RandomIds) };
-    Ok((Arc::new(Sightline::new(ports, Config::default())), hub, items))
+    let ports = Ports {
+        items: items.clone(),
+        blobs,
+        events: hub.clone(),
+        clock,
+        ids: Arc::new(RandomIds),
+    };
+    Ok((
+        Arc::new(Sightline::new(ports, Config::default())),
+        hub,
+        items,
+    ))
 }
 
 async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyhow::Result<()> {
@@ -109,14 +139,25 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
         bail!("--heartbeat-secs must be between 1 and 15");
     }
     let (app, hub, items) = open(data_dir)?;
-    let bootstrap_key = std::env::var("SIGHTLINE_BOOTSTRAP_API_KEY").ok().filter(|k| !k.trim().is_empty());
-    let outcome = app.bootstrap(bootstrap_key.as_deref()).await.context("bootstrapping the data dir")?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let bootstrap_key = std::env::var("SIGHTLINE_BOOTSTRAP_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    let outcome = app
+        .bootstrap(bootstrap_key.as_deref())
+        .await
+        .context("bootstrapping the data dir")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     println!("Sightline listening on http://{addr}");
     println!("  data dir:  {}", data_dir.display());
     match outcome {
-        BootstrapOutcome::Created { project_id, api_key, .. } => {
+        BootstrapOutcome::Created {
+            project_id,
+            api_key,
+            ..
+        } => {
             println!("  project:   {project_id} (new)");
             if bootstrap_key.is_some() {
                 println!("  API key:   from SIGHTLINE_BOOTSTRAP_API_KEY (scopes: sdk, admin)");
@@ -125,19 +166,32 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
             }
         }
         BootstrapOutcome::Existing { project_id } => {
-            println!("  project:   {project_id} (use your existing key, or `sightline keys create`)");
+            println!(
+                "  project:   {project_id} (use your existing key, or `sightline keys create`)"
+            );
         }
     }
     println!("  SDK endpoint: http://{addr}   e.g. tracekit.init(endpoint=\"http://{addr}\", ...)");
 
     let (mut state, closing) = AppState::new(app, hub);
     state.heartbeat = Duration::from_secs(heartbeat_secs);
+    let snapshot_blobs = data_dir.join("blobs").join("snapshots");
+    let retention = Duration::from_secs(
+        u64::try_from(Config::default().snapshot_retention_secs).unwrap_or(u64::MAX),
+    );
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             if let Err(e) = items.sweep_expired().await {
                 tracing::warn!(error = %e, "sweeping expired items failed");
+            }
+            let dir = snapshot_blobs.clone();
+            let removed = tokio::task::spawn_blocking(move || sweep_old_files(&dir, retention))
+                .await
+                .unwrap_or(0);
+            if removed > 0 {
+                tracing::info!(removed, "removed snapshot payloads past retention");
             }
         }
     });
@@ -152,6 +206,32 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
         .context("serving")?;
     sweeper.abort();
     Ok(())
+}
+
+/// Deletes files under `dir` older than `max_age`: the local counterpart of the S3
+/// lifecycle rule that expires large snapshot payloads with their items.
+fn sweep_old_files(dir: &Path, max_age: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            removed += sweep_old_files(&path, max_age);
+            let _ = std::fs::remove_dir(&path); // only succeeds when now empty
+        } else if meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > max_age)
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 async fn shutdown_signal() {
@@ -175,22 +255,38 @@ async fn shutdown_signal() {
 async fn keys(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
     let (app, _, _) = open(data_dir)?;
     let default = match app.bootstrap(None).await? {
-        BootstrapOutcome::Created { project_id, api_key, .. } => {
-            println!("Initialised {} with project `{project_id}`; its bootstrap key: {api_key}", data_dir.display());
+        BootstrapOutcome::Created {
+            project_id,
+            api_key,
+            ..
+        } => {
+            println!(
+                "Initialised {} with project `{project_id}`; its bootstrap key: {api_key}",
+                data_dir.display()
+            );
             project_id
         }
         BootstrapOutcome::Existing { project_id } => project_id,
     };
     match command {
-        KeysCommand::Create { name, scopes, project } => {
+        KeysCommand::Create {
+            name,
+            scopes,
+            project,
+        } => {
             let scopes = scopes
                 .split(',')
-                .map(|s| Scope::parse(s).with_context(|| format!("unknown scope `{s}` (use sdk, admin)")))
+                .map(|s| {
+                    Scope::parse(s).with_context(|| format!("unknown scope `{s}` (use sdk, admin)"))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let project = project.unwrap_or(default);
             let (record, raw) = app.create_api_key(&project, &name, &scopes, None).await?;
             println!("{raw}");
-            eprintln!("created key {} in project {} (shown only now)", record.id, record.project_id);
+            eprintln!(
+                "created key {} in project {} (shown only now)",
+                record.id, record.project_id
+            );
         }
         KeysCommand::List { project } => {
             let project = project.unwrap_or(default);
@@ -204,7 +300,14 @@ async fn keys(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
                     })
                     .collect();
                 let state = if k.revoked { "revoked" } else { "active" };
-                println!("{}\t{}\t{}\t{}\t{}", k.id, k.name, scopes.join(","), state, k.created_at);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    scopes.join(","),
+                    state,
+                    k.created_at
+                );
             }
         }
         KeysCommand::Revoke { id, project } => {

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     Forbidden,
     /// 404: nothing with that id in the caller's project.
     NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
     /// 409: the request conflicts with the current state.
     Conflict,
     /// 413: the body is over the size limit.
@@ -34,6 +36,7 @@ impl ErrorKind {
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,

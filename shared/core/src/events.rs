@@ -37,6 +37,8 @@ pub mod names {
     pub const SDK_COUNT: &str = "sdk_count";
     pub const SNAPSHOT_CAPTURED: &str = "snapshot_captured";
     pub const SNAPSHOT_DROPPED: &str = "snapshot_dropped";
+    /// Dashboard-only: the full admin view of a breakpoint after any change.
+    pub const BREAKPOINT: &str = "breakpoint";
 }
 
 /// Formats one SSE frame: `event:` line, exactly one `data:` line (serde_json never emits a

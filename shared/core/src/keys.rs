@@ -1,5 +1,5 @@
 //! The storage key layout: every key of a project's data starts with `P#{project}`, so no
-//! handler can address another project's items (see infra/ and docs/ARCHITECTURE.md).
+//! handler can address another project's items (see docs/ARCHITECTURE.md).
 
 /// API key lookup by SHA-256 of the raw key: `KEY#{sha256}` / `KEY`.
 pub fn api_key(hash: &str) -> (String, &'static str) {
@@ -18,13 +18,13 @@ pub fn project_keys(project: &str) -> String {
     format!("P#{project}#KEYS")
 }
 
-/// A project's services, sk = service name.
+/// A project's services, sk = service name. The item also holds the service's settings
+/// (kill switch, custom PII patterns) and counters, so one read serves a capture.
 pub fn services(project: &str) -> String {
     format!("P#{project}#SERVICES")
 }
 
-/// The partition of one service: breakpoints (`BP#{id}`), kill switch (`KILL`),
-/// auto-register records.
+/// The partition of one service's breakpoints (`BP#{id}`).
 pub fn service(project: &str, service: &str) -> String {
     format!("P#{project}#S#{service}")
 }
@@ -34,7 +34,6 @@ pub fn breakpoint_sk(id: &str) -> String {
 }
 
 pub const BREAKPOINT_PREFIX: &str = "BP#";
-pub const KILL_SK: &str = "KILL";
 
 /// Breakpoint id → service, so `/api/breakpoints/{id}` needs no service.
 pub fn breakpoint_index(project: &str) -> String {

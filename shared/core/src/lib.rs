@@ -9,6 +9,7 @@ pub mod events;
 pub mod keys;
 pub mod model;
 pub mod pii;
+pub mod stacktrace;
 pub mod ports;
 pub mod timefmt;
 pub mod wire;

@@ -146,7 +146,7 @@ pub struct Breakpoint {
     pub last_captured_at: Option<i64>,
     #[serde(default)]
     pub drop_count: i64,
-    /// Why the breakpoint was disabled by the server (`exhausted`, `expired`, `idle_expired`).
+    /// Why the server disabled the breakpoint (`exhausted`); cleared when re-enabled.
     #[serde(default)]
     pub disabled_reason: Option<String>,
     #[serde(default)]
@@ -190,7 +190,11 @@ impl Breakpoint {
         if self.deleted_at.is_some() {
             Some(Inactive::Deleted)
         } else if !self.enabled {
-            Some(Inactive::Disabled)
+            if self.disabled_reason.as_deref() == Some("exhausted") {
+                Some(Inactive::Exhausted)
+            } else {
+                Some(Inactive::Disabled)
+            }
         } else if self.expire_at.is_some_and(|t| t <= now_ms) {
             Some(Inactive::Expired)
         } else if self.is_idle(now_ms) {
@@ -245,6 +249,16 @@ impl Breakpoint {
             }
         }
         Value::Object(m)
+    }
+
+    /// The wire object with `enabled` reflecting whether it captures now, for answers that
+    /// may carry an inactive breakpoint (auto-register of an existing one).
+    pub fn to_sdk_wire(&self, now_ms: i64) -> Value {
+        let mut v = self.to_wire();
+        if let Value::Object(m) = &mut v {
+            m.insert("enabled".into(), self.inactive(now_ms).is_none().into());
+        }
+        v
     }
 
     /// The admin API shape: everything, with times as RFC 3339.

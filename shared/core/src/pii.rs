@@ -317,6 +317,10 @@ enum Hit {
     Unavailable,
 }
 
+/// Up to this many candidate patterns (after the precheck) are confirmed one by one with
+/// their own regexes; more go through the [`RegexSet`] in one pass.
+const SEQUENTIAL_MAX: u32 = 2;
+
 /// The compiled built-in patterns, shared by every scrubber of the process.
 #[derive(Debug)]
 struct Engine {
@@ -340,9 +344,17 @@ impl Engine {
         if mask == 0 {
             return None;
         }
-        if mask.count_ones() == 1 {
-            let i = mask.trailing_zeros() as usize;
-            return self.confirm(i, s).then_some(i);
+        if mask.count_ones() <= SEQUENTIAL_MAX {
+            // Few candidates: their own regexes (with literal prefilters), in order.
+            let mut rest = mask;
+            while rest != 0 {
+                let i = rest.trailing_zeros() as usize;
+                if self.confirm(i, s) {
+                    return Some(i);
+                }
+                rest &= rest - 1;
+            }
+            return None;
         }
         self.set
             .matches(s)
@@ -405,7 +417,23 @@ fn plausible_phone(bytes: &[u8], start: usize, end: usize) -> bool {
 }
 
 fn ascii_sensitive_name(name: &[u8]) -> bool {
-    name.split(|b| !b.is_ascii_alphabetic()).any(|run| {
+    // Maximal runs of ASCII letters; only runs of a word's length are compared.
+    let mut run = 0usize;
+    for (i, &b) in name.iter().enumerate() {
+        if b.is_ascii_alphabetic() {
+            run += 1;
+        } else {
+            if matches!(run, 3 | 5 | 6 | 8 | 10) && sensitive_word(name.get(i - run..i)) {
+                return true;
+            }
+            run = 0;
+        }
+    }
+    matches!(run, 3 | 5 | 6 | 8 | 10) && sensitive_word(name.get(name.len() - run..))
+}
+
+fn sensitive_word(run: Option<&[u8]>) -> bool {
+    run.is_some_and(|run| {
         SENSITIVE_NAME_WORDS
             .iter()
             .any(|w| run.eq_ignore_ascii_case(w))
@@ -429,10 +457,190 @@ fn is_word_byte(b: u8) -> bool {
 ///   that have no non-ASCII case folds (`aw`, `be`, `pa`/`pw`, `ap`), a `:`/`=` where the
 ///   regex needs one, and the regex's minimum length in bytes.
 fn precheck(s: &[u8]) -> u16 {
-    let len = s.len();
-    if len < 6 {
+    if s.len() < 6 {
         return 0; // the shortest possible match, "a@b.cd", has 6 bytes
     }
+    let quick = quick_mask(s);
+    if quick == 0 {
+        return 0;
+    }
+    if quick & !(DIGIT_PATTERNS | 1 << EMAIL) == 0 {
+        // Only the digit patterns (and e-mail, decided by the '@') remain: the cheaper,
+        // branch-free digit-run pass is enough.
+        return quick & (digit_mask(s) | 1 << EMAIL);
+    }
+    quick & precheck_detail(s)
+}
+
+const DIGIT_PATTERNS: u16 = 1 << SSN | 1 << CREDIT_CARD | 1 << PHONE;
+
+/// The digit-run part of [`precheck_detail`], without branches: SSN/card/phone bits.
+fn digit_mask(s: &[u8]) -> u16 {
+    let (mut started, mut count, mut end_count, mut best) = (0u32, 0u32, 0u32, 0u32);
+    let mut prev = 0u8; // the start of input behaves like a non-word byte
+    for &c in s {
+        let cls = DIGIT_CLASS[usize::from(c)];
+        let digit = u32::from(cls & DC_DIGIT != 0);
+        let in_run = u32::from(cls & (DC_DIGIT | DC_SEP) != 0);
+        let word = u32::from(cls & DC_WORD != 0);
+        let prev_digit = u32::from(prev & DC_DIGIT != 0);
+        let prev_word = u32::from(prev & DC_WORD != 0);
+        started |= digit & (prev_word ^ 1);
+        count += digit & started;
+        // a digit followed by a non-word byte may end a match
+        if prev_digit & (word ^ 1) & started != 0 {
+            end_count = count;
+        }
+        best = best.max(end_count);
+        started &= in_run;
+        count *= in_run;
+        end_count *= in_run;
+        prev = cls;
+    }
+    if prev & DC_DIGIT != 0 && started != 0 {
+        best = best.max(count); // a trailing digit ends a match
+    }
+    let mut mask = 0u16;
+    if best >= 9 {
+        mask |= 1 << SSN;
+    }
+    if best >= 10 {
+        mask |= 1 << PHONE;
+    }
+    if best >= 16 {
+        mask |= 1 << CREDIT_CARD;
+    }
+    mask
+}
+
+const DC_DIGIT: u8 = 1;
+const DC_SEP: u8 = 2;
+const DC_WORD: u8 = 4;
+const DIGIT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'0'..=b'9' => DC_DIGIT | DC_WORD,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => DC_WORD,
+            b' ' | b'.' | b'-' | b'(' | b')' => DC_SEP,
+            _ => 0,
+        };
+        c += 1;
+    }
+    t
+};
+
+/// A weaker but branch-free version of [`precheck_detail`]: per-class byte counts, summed
+/// through one table lookup and one add per byte. Most strings stop here.
+fn quick_mask(s: &[u8]) -> u16 {
+    let len = s.len();
+    if len < 10 {
+        // Only an e-mail address fits in fewer than 10 bytes.
+        return if s.iter().any(|&c| c == b'@') {
+            1 << EMAIL
+        } else {
+            0
+        };
+    }
+    if len > QUICK_MAX_LEN {
+        return u16::MAX; // the packed counters could overflow
+    }
+    let counts = s
+        .iter()
+        .fold(0u128, |acc, &c| acc + QUICK_TABLE[usize::from(c)]);
+    let field = |f: u32| (counts >> (f * QUICK_FIELD_BITS)) & QUICK_FIELD_MASK;
+    let has = |f: u32| field(f) != 0;
+    let (digits, dashes) = (field(Q_DIGIT), field(Q_DASH));
+    // Fast exit for the common case: nothing that any pattern starts from.
+    let mut triggers = (1 << (Q_AT * QUICK_FIELD_BITS))
+        | (1 << (Q_COLON_EQ * QUICK_FIELD_BITS))
+        | (1 << (Q_UPPER_K * QUICK_FIELD_BITS))
+        | (1 << (Q_UPPER_J * QUICK_FIELD_BITS));
+    if len >= 18 {
+        triggers |= 1 << (Q_LOWER_K * QUICK_FIELD_BITS);
+    }
+    if len >= 27 {
+        triggers |= 1 << (Q_B * QUICK_FIELD_BITS);
+    }
+    if len >= 49 {
+        triggers |= 1 << (Q_W * QUICK_FIELD_BITS);
+    }
+    let any_trigger = counts & (triggers * QUICK_FIELD_MASK) != 0;
+    if !any_trigger && digits < 9 && dashes < 10 {
+        return 0;
+    }
+    let mut mask = 0u16;
+    let mut set = |cond: bool, i: usize| {
+        if cond {
+            mask |= 1 << i;
+        }
+    };
+    set(has(Q_AT), EMAIL);
+    set(digits >= 9 && dashes >= 2, SSN);
+    set(digits >= 16, CREDIT_CARD);
+    set(digits >= 10, PHONE);
+    set(has(Q_UPPER_K) && len >= 20, AWS_KEY);
+    set(has(Q_W) && len >= 49, AWS_SECRET);
+    set(has(Q_B) && len >= 27, OAUTH_TOKEN);
+    set(
+        has(Q_LOWER_K) && field(Q_UNDERSCORE) >= 2 && len >= 18,
+        STRIPE_KEY,
+    );
+    set(has(Q_P) && has(Q_COLON_EQ), PASSWORD);
+    set(has(Q_UPPER_J), JWT);
+    set(dashes >= 10 && len >= 27, PRIVATE_KEY);
+    set(has(Q_P) && has(Q_COLON_EQ) && len >= 27, API_KEY);
+    mask
+}
+
+/// [`quick_mask`] packs one counter per byte class into a `u128`, 11 bits each.
+const QUICK_FIELD_BITS: u32 = 11;
+const QUICK_FIELD_MASK: u128 = (1 << QUICK_FIELD_BITS) - 1;
+const QUICK_MAX_LEN: usize = (1 << QUICK_FIELD_BITS) - 1;
+const Q_DIGIT: u32 = 0;
+const Q_DASH: u32 = 1;
+const Q_UNDERSCORE: u32 = 2;
+const Q_AT: u32 = 3;
+const Q_COLON_EQ: u32 = 4;
+const Q_W: u32 = 5; // w W
+const Q_B: u32 = 6; // b B
+const Q_P: u32 = 7; // p P
+const Q_UPPER_K: u32 = 8;
+const Q_UPPER_J: u32 = 9;
+const Q_LOWER_K: u32 = 10;
+
+const QUICK_TABLE: [u128; 256] = {
+    let mut t = [0u128; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        let field = match b {
+            b'0'..=b'9' => Some(Q_DIGIT),
+            b'-' => Some(Q_DASH),
+            b'_' => Some(Q_UNDERSCORE),
+            b'@' => Some(Q_AT),
+            b':' | b'=' => Some(Q_COLON_EQ),
+            b'w' | b'W' => Some(Q_W),
+            b'b' | b'B' => Some(Q_B),
+            b'p' | b'P' => Some(Q_P),
+            b'K' => Some(Q_UPPER_K),
+            b'J' => Some(Q_UPPER_J),
+            b'k' => Some(Q_LOWER_K),
+            _ => None,
+        };
+        if let Some(f) = field {
+            t[c] = 1 << (f * QUICK_FIELD_BITS);
+        }
+        c += 1;
+    }
+    t
+};
+
+/// The single pass that computes the conditions documented on [`precheck`].
+fn precheck_detail(s: &[u8]) -> u16 {
+    let len = s.len();
     let (mut at, mut colon_eq, mut dash, mut dashdash) = (false, false, false, false);
     let (mut aw, mut be, mut pa, mut ap, mut ak, mut yj, mut k_) =
         (false, false, false, false, false, false, false);
@@ -533,6 +741,9 @@ fn is_card_number(n: &Number) -> bool {
 }
 
 fn luhn_card(v: u64) -> bool {
+    if !(1_000_000_000_000..10_000_000_000_000_000_000).contains(&v) {
+        return false; // not 13-19 digits
+    }
     let mut digits = [0u8; 20];
     let mut n = 0usize;
     let mut rest = v;
@@ -727,6 +938,9 @@ impl Scrubber {
 
     /// A marker we trust (its name carries no PII) or the depth marker.
     fn is_settled_str(&self, s: &str) -> bool {
+        if s.as_bytes().first() != Some(&b'[') {
+            return false;
+        }
         if s == REDACTED || s == DEPTH_MARKER {
             return true;
         }
@@ -892,7 +1106,13 @@ impl<'s> Walk<'s> {
         match v {
             Value::String(s) => {
                 if let Some(hit) = sc.string_hit(s) {
-                    *s = sc.marker(hit).to_owned();
+                    let marker = sc.marker(hit);
+                    if s.capacity() <= 256 {
+                        s.clear(); // reuse the buffer
+                        s.push_str(marker);
+                    } else {
+                        *s = marker.to_owned();
+                    }
                     self.flag_hit(hit);
                 }
             }

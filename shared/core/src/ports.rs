@@ -191,7 +191,8 @@ pub struct Query {
     pub sk_prefix: Option<String>,
     /// Newest (greatest sort key) first.
     pub descending: bool,
-    /// Maximum number of items returned (after `filter`). `None` means all.
+    /// Maximum number of items returned (after `filter`). `None` means all; `Some(0)` is
+    /// refused by adapters, as by DynamoDB.
     pub limit: Option<usize>,
     /// Opaque cursor from a previous [`Page::next`].
     pub cursor: Option<String>,

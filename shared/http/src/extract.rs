@@ -14,12 +14,18 @@ use crate::AppState;
 
 /// The raw API key of a request: `X-API-Key` (any case), or `Authorization: Bearer`.
 pub fn api_key_from_headers(headers: &HeaderMap) -> Option<&str> {
-    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+    if let Some(k) = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.trim().is_empty())
+    {
         return Some(k);
     }
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = auth.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// A caller with the `sdk` scope.
@@ -66,7 +72,13 @@ impl FromRequest<AppState> for LimitedBody {
 pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::payload_too_large(limit).into()),
-        Err(e) => Err(Error::bad_request("invalid_body", format!("could not read the request body: {e}")).into()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Error::payload_too_large(limit).into())
+        }
+        Err(e) => Err(Error::bad_request(
+            "invalid_body",
+            format!("could not read the request body: {e}"),
+        )
+        .into()),
     }
 }

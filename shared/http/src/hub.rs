@@ -20,7 +20,10 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
-        Self { tx, sdk_streams: Mutex::new(HashMap::new()) }
+        Self {
+            tx,
+            sdk_streams: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -37,17 +40,26 @@ impl Hub {
     }
 
     fn counts(&self) -> MutexGuard<'_, HashMap<(String, String), usize>> {
-        self.sdk_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sdk_streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Connected SDK streams of one service.
     pub fn sdk_count(&self, project: &str, service: &str) -> usize {
-        self.counts().get(&(project.to_owned(), service.to_owned())).copied().unwrap_or(0)
+        self.counts()
+            .get(&(project.to_owned(), service.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Connected SDK streams of every service of a project.
     pub fn sdk_counts(&self, project: &str) -> HashMap<String, usize> {
-        self.counts().iter().filter(|((p, _), _)| p == project).map(|((_, s), n)| (s.clone(), *n)).collect()
+        self.counts()
+            .iter()
+            .filter(|((p, _), _)| p == project)
+            .map(|((_, s), n)| (s.clone(), *n))
+            .collect()
     }
 
     /// Registers an SDK stream; the count drops again when the guard is dropped.
@@ -60,7 +72,10 @@ impl Hub {
             *n
         };
         self.announce_count(&key, n);
-        SdkStreamGuard { hub: self.clone(), key }
+        SdkStreamGuard {
+            hub: self.clone(),
+            key,
+        }
     }
 
     fn announce_count(&self, (project, service): &(String, String), count: usize) {

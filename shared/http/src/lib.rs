@@ -19,7 +19,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sightline_core::app::SnapshotFilter;
-use sightline_core::wire::{parse_lenient_json, parse_poll_events, AutoRegisterRequest, CaptureRequest, CheckinRequest};
+use sightline_core::wire::{
+    parse_lenient_json, parse_poll_events, AutoRegisterRequest, CaptureRequest, CheckinRequest,
+};
 use sightline_core::{Error, Sightline};
 
 use crate::error::{method_not_allowed, not_found_route, ApiResult};
@@ -43,7 +45,13 @@ impl AppState {
     /// State with production settings; the returned sender ends every stream when `true` is sent.
     pub fn new(app: Arc<Sightline>, hub: Arc<Hub>) -> (Self, tokio::sync::watch::Sender<bool>) {
         let (tx, closing) = tokio::sync::watch::channel(false);
-        let state = Self { app, hub, heartbeat: Duration::from_secs(15), started_at: std::time::Instant::now(), closing };
+        let state = Self {
+            app,
+            hub,
+            heartbeat: Duration::from_secs(15),
+            started_at: std::time::Instant::now(),
+            closing,
+        };
         (state, tx)
     }
 }
@@ -55,9 +63,15 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_routes())
         .fallback(|| async { not_found_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .layer(axum::middleware::map_response(error::json_errors))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            error::ApiError(Error::new(sightline_core::ErrorKind::Internal, "internal", "internal error")).into_response()
+            error::ApiError(Error::new(
+                sightline_core::ErrorKind::Internal,
+                "internal",
+                "internal error",
+            ))
+            .into_response()
         }))
         .with_state(state)
 }
@@ -65,7 +79,10 @@ pub fn router(state: AppState) -> Router {
 /// The SDK API (reference §11): poll, auto-register, capture, check-in, stream.
 pub fn sdk_routes() -> Router<AppState> {
     Router::new()
-        .route("/sdk/snapshots/active/{service}", get(poll_get).post(poll_post))
+        .route(
+            "/sdk/snapshots/active/{service}",
+            get(poll_get).post(poll_post),
+        )
         .route("/sdk/snapshots/auto-register", post(auto_register))
         .route("/sdk/snapshots/register", post(auto_register))
         .route("/sdk/snapshots/capture", post(capture))
@@ -80,9 +97,20 @@ pub fn admin_routes() -> Router<AppState> {
         .route("/api/health", get(health))
         .route("/api/services", get(list_services))
         .route("/api/services/{service}/kill-switch", post(kill_switch))
-        .route("/api/services/{service}/settings", axum::routing::put(service_settings))
-        .route("/api/breakpoints", get(list_breakpoints).post(create_breakpoint))
-        .route("/api/breakpoints/{id}", get(get_breakpoint).patch(update_breakpoint).delete(delete_breakpoint))
+        .route(
+            "/api/services/{service}/settings",
+            axum::routing::put(service_settings),
+        )
+        .route(
+            "/api/breakpoints",
+            get(list_breakpoints).post(create_breakpoint),
+        )
+        .route(
+            "/api/breakpoints/{id}",
+            get(get_breakpoint)
+                .patch(update_breakpoint)
+                .delete(delete_breakpoint),
+        )
         .route("/api/snapshots", get(list_snapshots))
         .route("/api/snapshots/{id}", get(get_snapshot))
         .route("/api/conditions/validate", post(validate_condition))
@@ -90,10 +118,16 @@ pub fn admin_routes() -> Router<AppState> {
 }
 
 async fn health(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "uptime_seconds": s.started_at.elapsed().as_secs()}))
+    Json(
+        json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "uptime_seconds": s.started_at.elapsed().as_secs()}),
+    )
 }
 
-async fn poll_get(State(s): State<AppState>, SdkAuth(p): SdkAuth, Path(service): Path<String>) -> ApiResult<Json<Value>> {
+async fn poll_get(
+    State(s): State<AppState>,
+    SdkAuth(p): SdkAuth,
+    Path(service): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(s.app.poll(&p, &service, Vec::new()).await?))
 }
 
@@ -107,16 +141,28 @@ async fn poll_post(
     Ok(Json(s.app.poll(&p, &service, events).await?))
 }
 
-async fn auto_register(State(s): State<AppState>, SdkAuth(p): SdkAuth, LimitedBody(body): LimitedBody) -> ApiResult<Response> {
+async fn auto_register(
+    State(s): State<AppState>,
+    SdkAuth(p): SdkAuth,
+    LimitedBody(body): LimitedBody,
+) -> ApiResult<Response> {
     let req = AutoRegisterRequest::parse(&body)?;
     let (bp, created) = s.app.auto_register(&p, req).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(bp)).into_response())
 }
 
 /// 201 when stored, 200 when dropped for a business reason (never 5xx: SDK circuit
 /// breakers count those as failures).
-async fn capture(State(s): State<AppState>, SdkAuth(p): SdkAuth, LimitedBody(body): LimitedBody) -> ApiResult<Response> {
+async fn capture(
+    State(s): State<AppState>,
+    SdkAuth(p): SdkAuth,
+    LimitedBody(body): LimitedBody,
+) -> ApiResult<Response> {
     let req = CaptureRequest::parse(&body)?;
     let outcome = s.app.capture(&p, req).await?;
     let status = match outcome {
@@ -126,12 +172,20 @@ async fn capture(State(s): State<AppState>, SdkAuth(p): SdkAuth, LimitedBody(bod
     Ok((status, Json(outcome.to_body())).into_response())
 }
 
-async fn checkin(State(s): State<AppState>, SdkAuth(p): SdkAuth, LimitedBody(body): LimitedBody) -> ApiResult<Json<Value>> {
+async fn checkin(
+    State(s): State<AppState>,
+    SdkAuth(p): SdkAuth,
+    LimitedBody(body): LimitedBody,
+) -> ApiResult<Json<Value>> {
     let req = CheckinRequest::parse(&body)?;
     Ok(Json(s.app.checkin(&p, req).await?))
 }
 
-async fn sdk_stream(State(s): State<AppState>, SdkAuth(p): SdkAuth, Path(service): Path<String>) -> ApiResult<Response> {
+async fn sdk_stream(
+    State(s): State<AppState>,
+    SdkAuth(p): SdkAuth,
+    Path(service): Path<String>,
+) -> ApiResult<Response> {
     sightline_core::wire::validate_service_name(&service)?;
     sse::sdk_stream(s, p.project_id, service).await
 }
@@ -143,10 +197,9 @@ async fn kill_switch(
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Json<Value>> {
     let v = parse_lenient_json(&body)?;
-    let enabled = v
-        .get("enabled")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| Error::bad_request("invalid_field", "body must be {\"enabled\": true|false}"))?;
+    let enabled = v.get("enabled").and_then(Value::as_bool).ok_or_else(|| {
+        Error::bad_request("invalid_field", "body must be {\"enabled\": true|false}")
+    })?;
     Ok(Json(s.app.set_kill_switch(&p, &service, enabled).await?))
 }
 
@@ -156,15 +209,25 @@ async fn service_settings(
     Path(service): Path<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(s.app.update_service_settings(&p, &service, &body).await?))
+    Ok(Json(
+        s.app.update_service_settings(&p, &service, &body).await?,
+    ))
 }
 
-async fn list_services(State(s): State<AppState>, AdminAuth(p): AdminAuth) -> ApiResult<Json<Value>> {
+async fn list_services(
+    State(s): State<AppState>,
+    AdminAuth(p): AdminAuth,
+) -> ApiResult<Json<Value>> {
     let mut services = s.app.list_services(&p).await?;
     let counts = s.hub.sdk_counts(&p.project_id);
     for svc in &mut services {
         if let Value::Object(m) = svc {
-            let n = m.get("name").and_then(Value::as_str).and_then(|n| counts.get(n)).copied().unwrap_or(0);
+            let n = m
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| counts.get(n))
+                .copied()
+                .unwrap_or(0);
             m.insert("connected_sdks".into(), n.into());
         }
     }
@@ -185,12 +248,20 @@ async fn list_breakpoints(
     Ok(Json(json!({"breakpoints": bps})))
 }
 
-async fn create_breakpoint(State(s): State<AppState>, AdminAuth(p): AdminAuth, LimitedBody(body): LimitedBody) -> ApiResult<Response> {
+async fn create_breakpoint(
+    State(s): State<AppState>,
+    AdminAuth(p): AdminAuth,
+    LimitedBody(body): LimitedBody,
+) -> ApiResult<Response> {
     let bp = s.app.create_breakpoint(&p, &body).await?;
     Ok((StatusCode::CREATED, Json(bp)).into_response())
 }
 
-async fn get_breakpoint(State(s): State<AppState>, AdminAuth(p): AdminAuth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_breakpoint(
+    State(s): State<AppState>,
+    AdminAuth(p): AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(s.app.get_breakpoint(&p, &id).await?))
 }
 
@@ -203,7 +274,11 @@ async fn update_breakpoint(
     Ok(Json(s.app.update_breakpoint(&p, &id, &body).await?))
 }
 
-async fn delete_breakpoint(State(s): State<AppState>, AdminAuth(p): AdminAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_breakpoint(
+    State(s): State<AppState>,
+    AdminAuth(p): AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     s.app.delete_breakpoint(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -222,15 +297,28 @@ async fn list_snapshots(
     q: Result<Query<SnapshotQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
-    let filter = SnapshotFilter { service: q.service, breakpoint_id: q.breakpoint_id, limit: q.limit, cursor: q.cursor };
+    let filter = SnapshotFilter {
+        service: q.service,
+        breakpoint_id: q.breakpoint_id,
+        limit: q.limit,
+        cursor: q.cursor,
+    };
     Ok(Json(s.app.list_snapshots(&p, filter).await?))
 }
 
-async fn get_snapshot(State(s): State<AppState>, AdminAuth(p): AdminAuth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_snapshot(
+    State(s): State<AppState>,
+    AdminAuth(p): AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(s.app.get_snapshot(&p, &id).await?))
 }
 
-async fn validate_condition(State(s): State<AppState>, AdminAuth(_): AdminAuth, LimitedBody(body): LimitedBody) -> ApiResult<Json<Value>> {
+async fn validate_condition(
+    State(s): State<AppState>,
+    AdminAuth(_): AdminAuth,
+    LimitedBody(body): LimitedBody,
+) -> ApiResult<Json<Value>> {
     let v = parse_lenient_json(&body)?;
     let expr = v
         .get("condition")

@@ -16,35 +16,47 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::AppState;
 
-/// Frames buffered per stream before a slow client is dropped.
+/// Frames buffered per stream; a client that falls this far behind is disconnected (it
+/// reconnects and gets a fresh `init`), so one stalled reader never holds up the rest.
 const STREAM_BUFFER: usize = 256;
 
 fn sse_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
 }
 
-async fn send(tx: &mpsc::Sender<Result<Bytes, Infallible>>, event: &str, data: &Value) -> bool {
-    tx.send(Ok(Bytes::from(sse_frame(event, data)))).await.is_ok()
+/// Queues one frame; false when the client is gone or too far behind (end the stream).
+fn send(tx: &mpsc::Sender<Result<Bytes, Infallible>>, event: &str, data: &Value) -> bool {
+    tx.try_send(Ok(Bytes::from(sse_frame(event, data)))).is_ok()
 }
 
 /// The SDK stream: `init` (the poll state), then every committed change of this service,
 /// and a `heartbeat` at the configured interval. Subscribes before reading the state, so
 /// no change between the two is lost. A kill switch turned on ends the stream.
-pub async fn sdk_stream(state: AppState, project: String, service: String) -> Result<Response, crate::error::ApiError> {
+pub async fn sdk_stream(
+    state: AppState,
+    project: String,
+    service: String,
+) -> Result<Response, crate::error::ApiError> {
     let events = state.hub.subscribe();
     let init = state.app.sdk_state(&project, &service).await?;
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let heartbeat = state.heartbeat;
     tokio::spawn(async move {
         let _guard = state.hub.connect_sdk(&project, &service);
-        let killed = init.get("kill_switch").and_then(Value::as_bool).unwrap_or(false);
-        if !send(&tx, names::INIT, &init).await || killed {
+        let killed = init
+            .get("kill_switch")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if !send(&tx, names::INIT, &init) || killed {
             return;
         }
         run_sdk_stream(&state, &project, &service, events, &tx, heartbeat).await;
@@ -67,14 +79,14 @@ async fn run_sdk_stream(
             _ = tx.closed() => return,
             _ = server_closing(&mut closing) => return,
             _ = ticker.tick() => {
-                if !send(tx, names::HEARTBEAT, &json!({"ts": state.app.now_ms()})).await { return; }
+                if !send(tx, names::HEARTBEAT, &json!({"ts": state.app.now_ms()})) { return; }
             }
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     if ev.project_id != project || ev.service != service || ev.audience != Audience::All {
                         continue;
                     }
-                    if !send(tx, &ev.event, &ev.data).await { return; }
+                    if !send(tx, &ev.event, &ev.data) { return; }
                     if ev.event == names::KILL_SWITCH && ev.data.get("enabled") == Some(&Value::Bool(true)) {
                         return;
                     }
@@ -82,7 +94,7 @@ async fn run_sdk_stream(
                 // Missed events: resend the whole state, which SDKs treat as a cache reset.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let Ok(init) = state.app.sdk_state(project, service).await else { return };
-                    if !send(tx, names::INIT, &init).await { return; }
+                    if !send(tx, names::INIT, &init) { return; }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
@@ -98,17 +110,18 @@ pub async fn dashboard_stream(state: AppState, project: String) -> Response {
     let heartbeat = state.heartbeat;
     tokio::spawn(async move {
         let counts = state.hub.sdk_counts(&project);
-        if !send(&tx, names::INIT, &json!({"sdk_counts": counts})).await {
+        if !send(&tx, names::INIT, &json!({"sdk_counts": counts})) {
             return;
         }
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let mut closing = state.closing.clone();
         loop {
             tokio::select! {
                 _ = tx.closed() => return,
                 _ = server_closing(&mut closing) => return,
                 _ = ticker.tick() => {
-                    if !send(&tx, names::HEARTBEAT, &json!({"ts": state.app.now_ms()})).await { return; }
+                    if !send(&tx, names::HEARTBEAT, &json!({"ts": state.app.now_ms()})) { return; }
                 }
                 ev = events.recv() => match ev {
                     Ok(ev) if ev.project_id == project => {
@@ -116,11 +129,11 @@ pub async fn dashboard_stream(state: AppState, project: String) -> Response {
                         if let Value::Object(m) = &mut data {
                             m.entry("service").or_insert_with(|| ev.service.clone().into());
                         }
-                        if !send(&tx, &ev.event, &data).await { return; }
+                        if !send(&tx, &ev.event, &data) { return; }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        if !send(&tx, "lagged", &json!({"missed": n})).await { return; }
+                        if !send(&tx, "lagged", &json!({"missed": n})) { return; }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }

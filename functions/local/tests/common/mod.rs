@@ -37,15 +37,26 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
-            let line = lines.next().expect("server exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
             if let Some(rest) = line.strip_prefix("Sightline listening on ") {
                 break rest.trim().to_owned();
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Self { base, data_dir, child, http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Self {
+            base,
+            data_dir,
+            child,
+            http,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -60,7 +71,11 @@ impl Server {
             .env("SIGHTLINE_LOG", "warn")
             .output()
             .expect("run sightline cli");
-        assert!(out.status.success(), "cli {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cli {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -69,19 +84,24 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(self.http.post(self.url(path)).json(&body), KEY).await
+        self.send(self.http.post(self.url(path)).json(&body), KEY)
+            .await
     }
 
     pub async fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
         self.send(
-            self.http.post(self.url(path)).header("content-type", "application/json").body(body.to_owned()),
+            self.http
+                .post(self.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
             KEY,
         )
         .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(self.http.patch(self.url(path)).json(&body), KEY).await
+        self.send(self.http.patch(self.url(path)).json(&body), KEY)
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
@@ -92,7 +112,11 @@ impl Server {
         let resp = req.header("X-API-Key", key).send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, body)
     }
 
@@ -105,7 +129,10 @@ impl Server {
                     "line_number": line, "function_name": function, "label": label}),
             )
             .await;
-        assert!(status == 201 || status == 200, "auto-register: {status} {bp}");
+        assert!(
+            status == 201 || status == 200,
+            "auto-register: {status} {bp}"
+        );
         bp
     }
 
@@ -125,7 +152,9 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         for _ in 0..100 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.success();
@@ -186,7 +215,10 @@ impl SseReader {
                 let data = serde_json::from_str(&data.join("\n")).unwrap_or(Value::Null);
                 return Some(SseEvent { event, data, raw });
             }
-            let chunk = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??
+                .ok()?;
             self.buf.push_str(&String::from_utf8_lossy(&chunk));
         }
     }

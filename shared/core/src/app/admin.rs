@@ -37,6 +37,12 @@ impl Sightline {
     pub async fn update_service_settings(&self, p: &Principal, service: &str, body: &[u8]) -> Result<Value> {
         validate_service_name(service)?;
         let v = parse_lenient_json(body)?;
+        let Value::Object(fields) = &v else {
+            return Err(Error::bad_request("invalid_payload", "request body must be a JSON object"));
+        };
+        if let Some(unknown) = fields.keys().find(|k| k.as_str() != "pii_patterns") {
+            return Err(Error::bad_request("unknown_field", format!("unknown field `{unknown}`")));
+        }
         let patterns = match v.get("pii_patterns") {
             None | Some(Value::Null) => Vec::new(),
             Some(pats) => serde_json::from_value::<Vec<CustomPattern>>(pats.clone()).map_err(|e| {
@@ -79,7 +85,7 @@ impl Sightline {
                 .filter_map(|i| Breakpoint::from_item(&i).map(|b| (b, i)))
                 .filter(|(b, _)| b.deleted_at.is_none())
                 .collect();
-            bps.sort_by(|a, b| b.0.created_at.cmp(&a.0.created_at));
+            bps.sort_by_key(|(b, _)| std::cmp::Reverse(b.created_at));
             out.extend(bps.iter().map(|(b, i)| with_drops(b, now, &drops_of(&i.attrs))));
         }
         Ok(out)
@@ -120,7 +126,7 @@ impl Sightline {
             id: self.new_uuid(),
             service_name: service.clone(),
             file_path: field_string(&m, "file_path", MAX_PATH_LEN)?.unwrap_or_default(),
-            line_number: field_int(&m, "line_number")?.unwrap_or(0),
+            line_number: bounded("line_number", field_int(&m, "line_number")?, 0, i64::from(i32::MAX))?.unwrap_or(0),
             function_name: field_string(&m, "function_name", MAX_NAME_LEN)?.unwrap_or_default(),
             label: field_string(&m, "label", MAX_NAME_LEN)?.unwrap_or_default(),
             enabled: true,
@@ -150,9 +156,6 @@ impl Sightline {
             patch.remove(k);
         }
         apply_patch(&mut bp, &patch, now)?;
-        if bp.line_number < 0 {
-            return Err(Error::bad_request("invalid_field", "`line_number` must not be negative"));
-        }
         if bp.file_path.is_empty() && (bp.function_name.is_empty() || bp.label.is_empty()) {
             return Err(Error::bad_request(
                 "missing_field",
@@ -171,6 +174,20 @@ impl Sightline {
                 if bp.label.is_empty() {
                     bp.label = loc.get_str("label").unwrap_or_default().to_owned();
                 }
+            }
+        }
+        if !bp.function_name.is_empty() && !bp.label.is_empty() {
+            // SDKs cache one breakpoint per (function, label): a second active one there
+            // would never fire predictably.
+            let existing = self.service_breakpoints(&p.project_id, &service).await?;
+            if let Some(other) = existing.iter().find(|b| {
+                b.function_name == bp.function_name && b.label == bp.label && b.inactive(now).is_none()
+            }) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    "duplicate_breakpoint",
+                    format!("breakpoint {} is already active at {}:{}; update it instead", other.id, bp.function_name, bp.label),
+                ));
             }
         }
         self.touch_service(&p.project_id, &service).await?;
@@ -201,13 +218,16 @@ impl Sightline {
                 ops.push(UpdateOp::Set(k, v));
             }
         }
-        let reenable = patch.get("enabled") == Some(&Value::Bool(true)) && !current.enabled;
-        if reenable {
+        // `enabled: true` on a breakpoint that is not capturing re-arms it: a fresh capture
+        // budget when exhausted, a fresh expiry when expired (unless one was given).
+        let rearm = patch.get("enabled") == Some(&Value::Bool(true)) && current.inactive(now).is_some();
+        if rearm {
             ops.push(UpdateOp::Set("disabled_reason".into(), Value::Null));
-            if current.max_captures > 0 && current.capture_count >= next.max_captures.max(1) && next.max_captures > 0 {
+            if next.max_captures > 0 && current.capture_count >= next.max_captures {
                 ops.push(UpdateOp::set("capture_count", 0));
             }
-            if next.expire_at.is_some_and(|t| t <= now) {
+            let expiry_given = patch.contains_key("expire_at") || patch.contains_key("expires_in_seconds");
+            if !expiry_given && next.expire_at.is_some_and(|t| t <= now) {
                 ops.push(UpdateOp::set("expire_at", now + defaults::EXPIRY_MS));
             }
         }
@@ -357,6 +377,9 @@ fn bounded(key: &str, v: Option<i64>, min: i64, max: i64) -> Result<Option<i64>>
 /// Applies the editable fields of a create/patch body, validating each. Unknown fields
 /// are refused so typos do not pass silently.
 fn apply_patch(bp: &mut Breakpoint, m: &Map<String, Value>, now: i64) -> Result<()> {
+    if m.contains_key("expire_at") && m.contains_key("expires_in_seconds") {
+        return Err(Error::bad_request("conflicting_fields", "give `expire_at` or `expires_in_seconds`, not both"));
+    }
     for (k, v) in m {
         match k.as_str() {
             "condition" => {

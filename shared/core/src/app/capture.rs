@@ -51,22 +51,33 @@ impl Sightline {
             return self.drop(project, &service, Some(&bp.id), DropReason::KillSwitch).await;
         }
         if let Some(inactive) = bp.inactive(now) {
-            return self.drop(project, &service, Some(&bp.id), inactive.reason()).await;
+            // A retry of a capture stored before the breakpoint ran out is a duplicate.
+            let seen = self.items.get(&keys::dedup(project), &dedup_key(&bp.id, &req)).await?.is_some();
+            let reason = if seen { DropReason::Duplicate } else { inactive.reason() };
+            return self.drop(project, &service, Some(&bp.id), reason).await;
         }
-        if self.is_duplicate(project, &bp.id, &req).await? {
+        let Some(dedup_key) = self.claim_capture(project, &bp.id, &req).await? else {
             return self.drop(project, &service, Some(&bp.id), DropReason::Duplicate).await;
-        }
-        if let Some(cond) = bp.condition.as_deref() {
-            let ctx = condition_context(&req);
-            match self.conditions.get_or_compile(cond).and_then(|c| c.evaluate_bool(&ctx)) {
-                Ok(true) => {}
-                Ok(false) => return self.drop(project, &service, Some(&bp.id), DropReason::ConditionFalse).await,
-                Err(_) => return self.drop(project, &service, Some(&bp.id), DropReason::ConditionError).await,
-            }
-        }
-        let bp = match self.take_capture_slot(project, bp, now).await? {
+        };
+        let verdict = match bp.condition.as_deref() {
+            None => None,
+            Some(cond) => match self.conditions.get_or_compile(cond).and_then(|c| c.evaluate_bool(&condition_context(&req))) {
+                Ok(true) => None,
+                Ok(false) => Some(DropReason::ConditionFalse),
+                Err(_) => Some(DropReason::ConditionError),
+            },
+        };
+        let slot = match verdict {
+            Some(reason) => Err((reason, bp.id.clone())),
+            None => self.take_capture_slot(project, bp, now).await?,
+        };
+        let bp = match slot {
             Ok(bp) => bp,
-            Err((reason, id)) => return self.drop(project, &service, Some(&id), reason).await,
+            Err((reason, id)) => {
+                // Not stored: a retry of this capture must not be taken for a duplicate.
+                self.items.delete(&keys::dedup(project), &dedup_key, None).await?;
+                return self.drop(project, &service, Some(&id), reason).await;
+            }
         };
         let id = self.store_snapshot(project, &bp, req, now, &settings.pii_patterns).await?;
         if bp.max_captures > 0 && bp.capture_count >= bp.max_captures {
@@ -114,21 +125,16 @@ impl Sightline {
         Ok(pick(&by_label).or_else(|| pick(&by_line)))
     }
 
-    /// Marks this capture as seen; true when it was seen before (a retry or a duplicate
-    /// send). The key is the client's idempotency key, or breakpoint + time + content.
-    async fn is_duplicate(&self, project: &str, bp_id: &str, req: &CaptureRequest) -> Result<bool> {
-        let key = match &req.idempotency_key {
-            Some(k) => sha256_hex(format!("{bp_id}\0key\0{k}").as_bytes()),
-            None => {
-                let content = json!([req.variables, req.stack_trace, req.expression_results, req.trace_id, req.span_id]);
-                sha256_hex(format!("{bp_id}\0{}\0{content}", req.captured_at_raw).as_bytes())
-            }
-        };
+    /// Marks this capture as seen and returns its marker key, or `None` when it was seen
+    /// before (a retry or a duplicate send). The key is the client's idempotency key, or
+    /// breakpoint + time + content.
+    async fn claim_capture(&self, project: &str, bp_id: &str, req: &CaptureRequest) -> Result<Option<String>> {
+        let key = dedup_key(bp_id, req);
         let ttl = self.now_secs() + DEDUP_TTL_SECS;
-        let item = Item::new(keys::dedup(project), key, Map::new()).with_ttl(Some(ttl));
+        let item = Item::new(keys::dedup(project), key.clone(), Map::new()).with_ttl(Some(ttl));
         match self.items.put(item, Some(Condition::NotExists)).await {
-            Ok(()) => Ok(false),
-            Err(StoreError::ConditionFailed) => Ok(true),
+            Ok(()) => Ok(Some(key)),
+            Err(StoreError::ConditionFailed) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -235,7 +241,16 @@ impl Sightline {
     ) -> Result<String> {
         let scrubber = self.scrubber_for(patterns);
         let logpoint = bp.mode == Mode::Logpoint || req.mode.as_deref() == Some("logpoint");
-        let mut variables = if logpoint && bp.mode == Mode::Logpoint { Value::Object(Map::new()) } else { req.variables };
+        let mut expression_results = req.expression_results;
+        let mut variables = req.variables;
+        if bp.mode == Mode::Logpoint {
+            // SDKs that ignore `mode` (Node, Java) send full variables: evaluate the
+            // expressions here, then keep only their results, as a logpoint promises.
+            if expression_results.is_none() && !bp.capture_expressions.is_empty() {
+                expression_results = Some(self.evaluate_expressions(&bp.capture_expressions, &variables));
+            }
+            variables = Value::Object(Map::new());
+        }
         let mut flags: Vec<SecurityFlag> = req.security_flags;
         flags.extend(scrubber.scrub_variables(&mut variables));
         let max_depth = bp.max_depth.unwrap_or(self.config.max_variable_depth).clamp(1, self.config.max_variable_depth);
@@ -250,7 +265,6 @@ impl Sightline {
         if let Some(ctx) = request_context.as_mut() {
             flags.extend(scrubber.scrub_request_context(ctx));
         }
-        let mut expression_results = req.expression_results;
         if let Some(er) = expression_results.as_mut() {
             flags.extend(scrubber.scrub_value(er, "expression_results"));
         }
@@ -304,9 +318,30 @@ impl Sightline {
         Ok(id)
     }
 
+    /// `{expression: value}` for a logpoint; an expression that fails yields `null`, as in
+    /// the SDKs.
+    fn evaluate_expressions(&self, expressions: &[String], variables: &Value) -> Value {
+        let results = expressions.iter().map(|e| {
+            let v = self.conditions.get_or_compile(e).and_then(|c| c.evaluate(variables)).unwrap_or(Value::Null);
+            (e.clone(), v)
+        });
+        Value::Object(results.collect())
+    }
+
     /// Snapshots of the project, newest first (used by the admin API).
     pub(super) async fn query_snapshots(&self, project: &str, query: Query) -> Result<crate::ports::Page> {
         Ok(self.items.query(&keys::snapshots(project), query).await?)
+    }
+}
+
+/// The idempotency marker of a capture: the client's key, or breakpoint + time + content.
+fn dedup_key(bp_id: &str, req: &CaptureRequest) -> String {
+    match &req.idempotency_key {
+        Some(k) => sha256_hex(format!("{bp_id}\0key\0{k}").as_bytes()),
+        None => {
+            let content = json!([req.variables, req.stack_trace, req.expression_results, req.trace_id, req.span_id]);
+            sha256_hex(format!("{bp_id}\0{}\0{content}", req.captured_at_raw).as_bytes())
+        }
     }
 }
 

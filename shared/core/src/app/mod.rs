@@ -109,7 +109,7 @@ impl Sightline {
 
     /// A random UUID-formatted id.
     fn new_uuid(&self) -> String {
-        uuid_format(&self.ids.random_hex128())
+        uuid_format(&self.ids.random_hex128(), '4')
     }
 
     /// Publishes after a committed change; never fails the request.
@@ -134,9 +134,14 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Formats 32 hex digits as `8-4-4-4-12`.
-fn uuid_format(hex32: &str) -> String {
-    let h: String = hex32.chars().chain(std::iter::repeat('0')).take(32).collect();
+/// Formats 32 hex digits as an RFC 9562 UUID string: version 4 for random input, version
+/// 8 (custom) for derived ids, variant bits `10`.
+fn uuid_format(hex32: &str, version: char) -> String {
+    let mut h: Vec<char> = hex32.chars().chain(std::iter::repeat('0')).take(32).collect();
+    h[12] = version;
+    let variant = h[16].to_digit(16).unwrap_or(0) & 0x3 | 0x8;
+    h[16] = char::from_digit(variant, 16).unwrap_or('8');
+    let h: String = h.into_iter().collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 

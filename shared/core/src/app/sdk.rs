@@ -64,12 +64,10 @@ impl Sightline {
             Vec::new()
         } else {
             let now = self.now_ms();
-            self.service_breakpoints(project_id, service)
-                .await?
-                .iter()
-                .filter(|b| b.inactive(now).is_none())
-                .map(Breakpoint::to_wire)
-                .collect()
+            let mut active: Vec<Breakpoint> =
+                self.service_breakpoints(project_id, service).await?.into_iter().filter(|b| b.inactive(now).is_none()).collect();
+            active.sort_by_key(|b| std::cmp::Reverse(b.updated_at));
+            fit_in_event(active.iter().map(Breakpoint::to_wire))
         };
         Ok(json!({"breakpoints": breakpoints, "kill_switch": settings.kill_switch}))
     }
@@ -239,10 +237,10 @@ impl Sightline {
                     let item = self.items.update(&pk, &keys::breakpoint_sk(&id), &ops, Some(Condition::Exists)).await?;
                     if let Some(updated) = Breakpoint::from_item(&item) {
                         self.announce_breakpoint(project, &updated, names::BREAKPOINT_UPDATED);
-                        return Ok((updated.to_wire(), false));
+                        return Ok((updated.to_sdk_wire(now), false));
                     }
                 }
-                Ok((existing.to_wire(), false))
+                Ok((existing.to_sdk_wire(now), false))
             }
             Err(e) => Err(e.into()),
         }
@@ -284,7 +282,7 @@ impl Sightline {
         } else {
             self.publish(project, service, names::BREAKPOINT_DELETED, json!({"id": bp.id}), Audience::All);
         }
-        self.publish(project, service, "breakpoint", bp.to_api(now), Audience::Dashboard);
+        self.publish(project, service, names::BREAKPOINT, bp.to_api(now), Audience::Dashboard);
     }
 
     pub(super) async fn get_breakpoint_in(&self, project: &str, service: &str, id: &str) -> Result<Option<Breakpoint>> {
@@ -366,7 +364,11 @@ impl Sightline {
     pub(super) async fn record_drop(&self, project: &str, service: &str, bp: Option<&str>, reason: DropReason) -> Result<()> {
         let counter = reason.counter_attr();
         let ops = [UpdateOp::add(&counter, 1), UpdateOp::add("drops_total", 1)];
-        self.items.update(&keys::services(project), service, &ops, None).await?;
+        // Counted on services that exist; an SDK key cannot conjure service records.
+        match self.items.update(&keys::services(project), service, &ops, Some(Condition::Exists)).await {
+            Ok(_) | Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
         if let Some(id) = bp {
             let ops = [UpdateOp::add(&counter, 1), UpdateOp::add("drop_count", 1)];
             match self.items.update(&keys::service(project, service), &keys::breakpoint_sk(id), &ops, Some(Condition::Exists)).await {
@@ -385,6 +387,24 @@ impl Sightline {
     }
 }
 
+/// Largest serialized breakpoint list in a poll or `init`: one SSE data line must stay
+/// under the 64 KB line limit of the Go SDK's scanner.
+const MAX_STATE_BYTES: usize = 60 * 1024;
+
+/// Keeps the most recently changed breakpoints that fit in [`MAX_STATE_BYTES`].
+fn fit_in_event(breakpoints: impl Iterator<Item = Value>) -> Vec<Value> {
+    let mut used = 64;
+    let mut out = Vec::new();
+    for bp in breakpoints {
+        used += bp.to_string().len() + 1;
+        if used > MAX_STATE_BYTES {
+            break;
+        }
+        out.push(bp);
+    }
+    out
+}
+
 /// The id of an auto-registered breakpoint: a UUID-shaped digest of (project, service,
 /// function, label), or of the file and line when an SDK sends neither name.
 fn registration_id(project: &str, req: &AutoRegisterRequest) -> String {
@@ -393,5 +413,5 @@ fn registration_id(project: &str, req: &AutoRegisterRequest) -> String {
     } else {
         format!("{project}\0{}\0fn\0{}\0{}", req.service_name, req.function_name, req.label)
     };
-    uuid_format(&sha256_hex(key.as_bytes()))
+    uuid_format(&sha256_hex(key.as_bytes()), '8')
 }

@@ -1,0 +1,352 @@
+//! HTTP load generator for a running `sightline serve`.
+//!
+//! Closed loop by default: `--concurrency` workers, each with its own keep-alive
+//! connection, send back to back. With `--rate R` the load is open loop: each worker
+//! sends on a fixed schedule (R/concurrency per second), and `latency_from_schedule_ms`
+//! counts from the intended send time, so a stalled server is not hidden (no coordinated
+//! omission).
+//!
+//! Bounded: stops after `--duration` seconds or `--requests` requests, whichever is first.
+//! Prints one JSON object: requests, errors (non-2xx or transport), status counts,
+//! throughput, latency percentiles, and the CPU time this process used (the server shares
+//! the machine).
+//!
+//! `capture` first creates an unlimited breakpoint through the admin API and sends
+//! distinct ~2 KB snapshots (unique `idempotency_key` and `captured_at`); `poll` sends
+//! `GET /sdk/snapshots/active/{service}`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use serde_json::{json, Value};
+use sightline_benches::{breakpoint_body, capture_body, SERVICE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Capture,
+    Poll,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", about = "Bounded HTTP load against a Sightline server")]
+struct Args {
+    /// Server base URL, e.g. http://127.0.0.1:8081
+    #[arg(long)]
+    base: String,
+    /// API key with the sdk scope (and admin for `capture`, which creates a breakpoint).
+    #[arg(long, env = "SIGHTLINE_API_KEY")]
+    key: String,
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// Parallel workers (one keep-alive connection each).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Measured seconds (after warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop after this many measured requests.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Seconds of load before measuring (not counted).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Target requests/s over all workers (open loop); without it, closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// What one worker observed while measuring.
+#[derive(Default)]
+struct Stats {
+    /// Microseconds from send to full response.
+    latencies_us: Vec<u64>,
+    /// Microseconds from the scheduled send time to full response (rate mode).
+    scheduled_us: Vec<u64>,
+    errors: u64,
+    statuses: BTreeMap<String, u64>,
+    /// Sends that started more than 1 ms after their scheduled time (rate mode).
+    late_sends: u64,
+}
+
+struct Shared {
+    client: reqwest::Client,
+    url: String,
+    key: String,
+    mode: Mode,
+    /// `capture`: the body without `{"idempotency_key":…,` so each request only splices a key.
+    body_tail: String,
+    seq: AtomicU64,
+    measured: AtomicU64,
+    limit: u64,
+    stop: AtomicBool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.concurrency == 0 || args.threads == 0 {
+        bail!("--concurrency and --threads must be at least 1");
+    }
+    if !(args.duration > 0.0 && args.duration <= 3600.0) {
+        bail!("--duration must be in (0, 3600] seconds");
+    }
+    if args.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
+        bail!("--rate must be positive");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run(&args))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn run(args: &Args) -> anyhow::Result<Value> {
+    let base = args.base.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs_f64(args.timeout))
+        .build()?;
+
+    let (url, body_tail, breakpoint_id) = match args.mode {
+        Mode::Capture => {
+            let bp_id = create_breakpoint(&client, &base, &args.key).await?;
+            let mut body = capture_body(&bp_id, 0);
+            if let Value::Object(m) = &mut body {
+                m.remove("idempotency_key");
+            }
+            let text = serde_json::to_string(&body)?;
+            let tail = text
+                .strip_prefix('{')
+                .context("capture body is not an object")?
+                .to_owned();
+            (format!("{base}/sdk/snapshots/capture"), tail, Some(bp_id))
+        }
+        Mode::Poll => (
+            format!("{base}/sdk/snapshots/active/{SERVICE}"),
+            String::new(),
+            None,
+        ),
+    };
+
+    let shared = Arc::new(Shared {
+        client,
+        url,
+        key: args.key.clone(),
+        mode: args.mode,
+        body_tail,
+        seq: AtomicU64::new(0),
+        measured: AtomicU64::new(0),
+        limit: args.requests.unwrap_or(u64::MAX),
+        stop: AtomicBool::new(false),
+    });
+
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup.max(0.0));
+    let deadline = measure_from + Duration::from_secs_f64(args.duration);
+    // Each worker sends every `interval` in rate mode, staggered across the interval.
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
+    let cpu_before = cpu_seconds();
+
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let shared = shared.clone();
+            let first = interval.map(|i| start + i.mul_f64(w as f64 / args.concurrency as f64));
+            tokio::spawn(worker(shared, measure_from, deadline, interval, first))
+        })
+        .collect();
+    let mut all = Stats::default();
+    for w in workers {
+        let s = w.await?;
+        all.latencies_us.extend(s.latencies_us);
+        all.scheduled_us.extend(s.scheduled_us);
+        all.errors += s.errors;
+        all.late_sends += s.late_sends;
+        for (k, v) in s.statuses {
+            *all.statuses.entry(k).or_default() += v;
+        }
+    }
+    let end = Instant::now();
+    let elapsed = end.saturating_duration_since(measure_from).as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
+
+    let requests = all.latencies_us.len() as u64;
+    let mut report = json!({
+        "mode": match args.mode { Mode::Capture => "capture", Mode::Poll => "poll" },
+        "url": shared.url,
+        "breakpoint_id": breakpoint_id,
+        "concurrency": args.concurrency,
+        "target_rate": args.rate,
+        "measured_seconds": round3(elapsed),
+        "requests": requests,
+        "errors": all.errors,
+        "statuses": all.statuses,
+        "throughput_rps": round3(if elapsed > 0.0 { requests as f64 / elapsed } else { 0.0 }),
+        "latency_ms": percentiles(&mut all.latencies_us),
+        "loadgen_cpu_seconds": cpu.map(round3),
+    });
+    if interval.is_some() {
+        report["latency_from_schedule_ms"] = percentiles(&mut all.scheduled_us);
+        report["late_sends"] = all.late_sends.into();
+    }
+    Ok(report)
+}
+
+async fn create_breakpoint(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+) -> anyhow::Result<String> {
+    let resp = client
+        .post(format!("{base}/api/breakpoints"))
+        .header("x-api-key", key)
+        .json(&breakpoint_body())
+        .send()
+        .await
+        .context("POST /api/breakpoints")?;
+    let status = resp.status();
+    let body: Value = resp.json().await.context("breakpoint response")?;
+    if !status.is_success() {
+        bail!("creating the breakpoint failed: {status} {body}");
+    }
+    body.get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("breakpoint response has no id")
+}
+
+async fn worker(
+    shared: Arc<Shared>,
+    measure_from: Instant,
+    deadline: Instant,
+    interval: Option<Duration>,
+    mut next_send: Option<Instant>,
+) -> Stats {
+    let mut stats = Stats::default();
+    loop {
+        if let Some(at) = next_send {
+            if at >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let sent = Instant::now();
+        if sent >= deadline || shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let measuring = sent >= measure_from;
+        if measuring && shared.measured.fetch_add(1, Ordering::Relaxed) >= shared.limit {
+            shared.stop.store(true, Ordering::Relaxed);
+            break;
+        }
+        let status = send(&shared).await;
+        let done = Instant::now();
+        if measuring {
+            stats.latencies_us.push(micros(done - sent));
+            if let Some(at) = next_send {
+                stats.scheduled_us.push(micros(done.saturating_duration_since(at)));
+                if sent.saturating_duration_since(at) > Duration::from_millis(1) {
+                    stats.late_sends += 1;
+                }
+            }
+            match status {
+                Ok(code) => {
+                    if !(200..300).contains(&code) {
+                        stats.errors += 1;
+                    }
+                    *stats.statuses.entry(code.to_string()).or_default() += 1;
+                }
+                Err(kind) => {
+                    stats.errors += 1;
+                    *stats.statuses.entry(kind.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        if let (Some(at), Some(i)) = (next_send.as_mut(), interval) {
+            *at += i;
+        }
+    }
+    stats
+}
+
+/// Sends one request and reads the whole response; the status, or a transport error kind.
+async fn send(shared: &Shared) -> Result<u16, &'static str> {
+    let req = match shared.mode {
+        Mode::Capture => {
+            let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
+            let body = format!(
+                "{{\"idempotency_key\":\"lg-{}-{seq:x}\",{}",
+                std::process::id(),
+                shared.body_tail
+            );
+            shared
+                .client
+                .post(&shared.url)
+                .header("content-type", "application/json")
+                .body(body)
+        }
+        Mode::Poll => shared.client.get(&shared.url),
+    };
+    let resp = req
+        .header("x-api-key", &shared.key)
+        .send()
+        .await
+        .map_err(|e| if e.is_timeout() { "timeout" } else { "transport" })?;
+    let status = resp.status().as_u16();
+    resp.bytes().await.map_err(|_| "body")?;
+    Ok(status)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// p50/p90/p99/p99.9/max/mean in milliseconds (nearest-rank).
+fn percentiles(us: &mut [u64]) -> Value {
+    if us.is_empty() {
+        return Value::Null;
+    }
+    us.sort_unstable();
+    let at = |q: f64| {
+        let rank = ((q * us.len() as f64).ceil() as usize).clamp(1, us.len());
+        round3(us[rank - 1] as f64 / 1000.0)
+    };
+    let mean = us.iter().sum::<u64>() as f64 / us.len() as f64 / 1000.0;
+    json!({
+        "p50": at(0.50),
+        "p90": at(0.90),
+        "p99": at(0.99),
+        "p999": at(0.999),
+        "max": at(1.0),
+        "mean": round3(mean),
+    })
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux configuration Sightline targets.
+    Some((utime + stime) / 100.0)
+}

@@ -1,0 +1,201 @@
+//! Shared pieces of the performance harness: a realistic TraceKit capture payload, the
+//! breakpoint used by every benchmark, and in-process [`Sightline`] set-ups over the memory
+//! and the SQLite + filesystem stores.
+//!
+//! Used by `benches/capture.rs` (criterion, in-process) and `src/bin/loadgen.rs` (HTTP).
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use serde_json::{json, Value};
+use sightline_core::app::{BootstrapOutcome, Config, Ports};
+use sightline_core::model::{Principal, Scope};
+use sightline_core::ports::{BlobStore, Clock, IdGen, ItemStore};
+use sightline_core::wire::CaptureRequest;
+use sightline_core::Sightline;
+use sightline_http::hub::Hub;
+use sightline_store_local::{open_local_store, MemoryBlobStore, MemoryItemStore, SystemClock};
+
+/// Service every benchmark captures for.
+pub const SERVICE: &str = "checkout-api";
+const FILE_PATH: &str = "app/services/checkout.py";
+const LINE: i64 = 142;
+const FUNCTION: &str = "confirm_order";
+const LABEL: &str = "bench-confirm";
+
+/// API key used by the in-process set-ups (both scopes).
+pub const BENCH_KEY: &str = "sl_bench_key_0123456789abcdef";
+
+/// `POST /api/breakpoints` body: unlimited captures and rate, no expiry, and a condition
+/// the SDK can evaluate (`amount > 1`, true for [`variables`]).
+pub fn breakpoint_body() -> Value {
+    json!({
+        "service_name": SERVICE,
+        "file_path": FILE_PATH,
+        "line_number": LINE,
+        "function_name": FUNCTION,
+        "label": LABEL,
+        "max_captures": 0,
+        "rate_limit_per_minute": 0,
+        "condition": "amount > 1",
+        "expire_at": null,
+        "idle_timeout_hours": null,
+    })
+}
+
+/// The local variables of a checkout handler: nested objects and arrays, mostly non-PII
+/// strings and numbers, a few PII values (email, card number, API key) for the scrubber.
+pub fn variables() -> Value {
+    json!({
+        "amount": 1486.91,
+        "request_id": "3e6aca49-5554-497c-b907-4716445dc187",
+        "attempt": 1,
+        "user": {
+            "id": 48213,
+            "username": "jdoe",
+            "email": "jane.doe@example.com",
+            "roles": ["admin", "billing", "support"],
+            "locale": "en-US",
+            "is_active": true,
+            "preferences": {"theme": "dark", "newsletter": false, "page_size": 50}
+        },
+        "order": {
+            "id": "ord_9f8e7d6c5b4a",
+            "status": "pending_payment",
+            "currency": "EUR",
+            "subtotal": 1249.5,
+            "tax": 237.41,
+            "coupon": null,
+            "shipping": {"method": "express", "carrier": "DHL", "city": "Berlin", "country": "DE", "eta_days": 2},
+            "items": [
+                {"sku": "SKU-1001", "name": "Mechanical keyboard, US layout", "qty": 1, "unit_price": 149.0},
+                {"sku": "SKU-2040", "name": "27 inch monitor", "qty": 2, "unit_price": 329.0},
+                {"sku": "SKU-3310", "name": "USB-C docking station", "qty": 1, "unit_price": 189.5},
+                {"sku": "SKU-4122", "name": "Ergonomic mouse", "qty": 3, "unit_price": 84.0}
+            ]
+        },
+        "payment": {
+            "provider": "stripe",
+            "card_last4": "4242",
+            "card_number": "4242 4242 4242 4242",
+            "amount_cents": 148691,
+            "api_key": "sk_test_abcdefghijklmnop"
+        },
+        "feature_flags": {"new_checkout": true, "one_click": false, "variant": "B"},
+        "metrics": [0.12, 0.98, 13.5, 42, 7, 1024, 65535, 3.14159],
+        "message": "Processing checkout for cart with 4 items; applying regional tax rules before capture"
+    })
+}
+
+/// A full capture request body (~2 KB serialized) for the benchmark breakpoint. `seq`
+/// makes it distinct (idempotency key and `captured_at`), so deduplication keeps it.
+pub fn capture_body(breakpoint_id: &str, seq: u64) -> Value {
+    let ms = 1_767_225_600_000_u64 + seq;
+    json!({
+        "breakpoint_id": breakpoint_id,
+        "service_name": SERVICE,
+        "file_path": FILE_PATH,
+        "line_number": LINE,
+        "function_name": FUNCTION,
+        "label": LABEL,
+        "variables": variables(),
+        "stack_trace": "Traceback (most recent call last):\n  File \"app/api/checkout.py\", line 88, in post\n    return confirm_order(cart, user)\n  File \"app/services/checkout.py\", line 142, in confirm_order\n    charge = payments.charge(order.total, card)\n  File \"app/services/payments.py\", line 57, in charge\n    resp = self.client.create(amount=amount_cents)",
+        "trace_id": "113e29b9fb746af129af65946898829e",
+        "span_id": "c07de95b97de086c",
+        "request_context": {
+            "method": "POST",
+            "path": "/api/v2/checkout/confirm",
+            "remote_addr": "203.0.113.7",
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+            "headers": {"Content-Type": "application/json", "Accept": "*/*", "Host": "shop.example.com"}
+        },
+        "captured_at": ms,
+        "idempotency_key": format!("bench-{seq:016x}"),
+    })
+}
+
+/// Random ids from the OS generator (as the `sightline` binary uses).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomIds;
+
+impl IdGen for RandomIds {
+    fn random_hex128(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+}
+
+/// Which stores a [`Harness`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    /// SQLite + filesystem blobs in a temporary data dir (the `sightline serve` stores).
+    Sqlite,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A bootstrapped [`Sightline`] with the benchmark breakpoint registered.
+pub struct Harness {
+    pub app: Arc<Sightline>,
+    pub principal: Principal,
+    pub breakpoint_id: String,
+    /// Keeps the SQLite data dir alive.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    pub async fn new(backend: Backend) -> anyhow::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (items, blobs, dir): (Arc<dyn ItemStore>, Arc<dyn BlobStore>, _) = match backend {
+            Backend::Memory => (
+                Arc::new(MemoryItemStore::new(clock.clone())),
+                Arc::new(MemoryBlobStore::new()),
+                None,
+            ),
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().context("creating a temp data dir")?;
+                let (items, blobs) = open_local_store(dir.path(), clock.clone())?;
+                (items, blobs, Some(dir))
+            }
+        };
+        let ports = Ports {
+            items,
+            blobs,
+            events: Arc::new(Hub::default()),
+            clock,
+            ids: Arc::new(RandomIds),
+        };
+        let app = Arc::new(Sightline::new(ports, Config::default()));
+        match app.bootstrap(Some(BENCH_KEY)).await? {
+            BootstrapOutcome::Created { .. } | BootstrapOutcome::Existing { .. } => {}
+        }
+        let principal = app.require(Some(BENCH_KEY), Scope::Admin).await?;
+        let body = serde_json::to_vec(&breakpoint_body())?;
+        let bp = app.create_breakpoint(&principal, &body).await?;
+        let breakpoint_id = bp
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("created breakpoint has no id: {bp}"))?
+            .to_owned();
+        Ok(Self {
+            app,
+            principal,
+            breakpoint_id,
+            _dir: dir,
+        })
+    }
+
+    /// A parsed, distinct capture request.
+    pub fn request(&self, seq: u64) -> CaptureRequest {
+        // The body is built by this crate and always valid.
+        CaptureRequest::from_value(capture_body(&self.breakpoint_id, seq))
+            .unwrap_or_else(|e| panic!("benchmark capture body rejected: {e}"))
+    }
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# THE test command of Sightline: formatting, lints, the wasm32 check of the core, every Rust
+# test, then the end-to-end tests with the official TraceKit Python SDK against a real
+# `sightline serve`.
+#
+#   ./scripts/test.sh              every step, in order (stops at the first failure)
+#   ./scripts/test.sh fmt clippy   only the named steps
+#
+# Steps: fmt clippy wasm test build python-setup python-e2e
+# Needs: rustup (the toolchain comes from rust-toolchain.toml), python3 (3.11+) with venv/pip,
+# and access to the crate and PyPI registries. Logs: target/test-output/<step>.log.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO="$PWD"
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
+  # shellcheck disable=SC1091
+  source "$HOME/.cargo/env"
+fi
+
+OUT="$REPO/target/test-output"
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+VENV="$REPO/.venv/sdk-python"
+ALL_STEPS=(fmt clippy wasm test build python-setup python-e2e)
+if [[ $# -gt 0 ]]; then STEPS=("$@"); else STEPS=("${ALL_STEPS[@]}"); fi
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+SUMMARY=()
+START_ALL=$SECONDS
+
+print_summary() {
+  local status=$1
+  echo
+  echo "================================ summary ================================"
+  for line in "${SUMMARY[@]}"; do echo "  $line"; done
+  printf '  %-14s %-6s %5ss\n' "total" "$([[ $status -eq 0 ]] && echo ok || echo FAILED)" "$((SECONDS - START_ALL))"
+  echo "  logs: $OUT"
+  echo "========================================================================="
+}
+
+run_step() {
+  local name=$1
+  shift
+  local log="$OUT/$name.log" start=$SECONDS status=0
+  echo
+  echo "======== [$name] $* ========"
+  # The step's own exit status (pipefail), with its output both shown and kept.
+  ("$@") 2>&1 | tee "$log" || status=$?
+  local took=$((SECONDS - start))
+  if [[ $status -eq 0 ]]; then
+    SUMMARY+=("$(printf '%-14s %-6s %5ss' "$name" ok "$took")")
+  else
+    SUMMARY+=("$(printf '%-14s %-6s %5ss  (exit %s, log %s)' "$name" FAILED "$took" "$status" "$log")")
+    echo "!!!!!!!! [$name] failed with exit $status (log: $log)"
+    print_summary 1
+    exit "$status"
+  fi
+}
+
+step_fmt() { cargo fmt --all --check; }
+step_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+# Steps run where errexit does not apply (their status is tested), so chain with &&.
+step_wasm() {
+  rustup target add wasm32-unknown-unknown &&
+    cargo check -p sightline-core --target wasm32-unknown-unknown
+}
+step_test() { cargo test --workspace; }
+step_build() { cargo build -p sightline-local; }
+step_python_setup() { "$REPO/scripts/setup-python.sh"; }
+step_python_e2e() {
+  SIGHTLINE_BIN="$TARGET_DIR/debug/sightline" \
+    SIGHTLINE_TEST_OUTPUT="$OUT/sdk-python" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    "$VENV/bin/python" -m unittest discover -s "$REPO/tests/sdk-python" -t "$REPO/tests/sdk-python" -v
+}
+
+for step in "${STEPS[@]}"; do
+  case "$step" in
+    fmt) run_step fmt step_fmt ;;
+    clippy) run_step clippy step_clippy ;;
+    wasm) run_step wasm step_wasm ;;
+    test) run_step test step_test ;;
+    build) run_step build step_build ;;
+    python-setup) run_step python-setup step_python_setup ;;
+    python-e2e) run_step python-e2e step_python_e2e ;;
+    *)
+      echo "unknown step '$step' (steps: ${ALL_STEPS[*]})" >&2
+      exit 2
+      ;;
+  esac
+done
+
+print_summary 0
