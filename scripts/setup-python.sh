@@ -37,7 +37,14 @@ fi
 echo "setup-python: creating $VENV with $("$PYTHON" --version 2>&1)"
 rm -rf "$VENV"
 mkdir -p "$(dirname "$VENV")"
-"$PYTHON" -m venv "$VENV"
+if ! "$PYTHON" -m venv "$VENV"; then
+  # Debian splits venv/ensurepip into python3-venv; virtualenv does the same job.
+  echo "setup-python: '$PYTHON -m venv' failed (Debian: apt-get install python3-venv); using virtualenv"
+  rm -rf "$VENV"
+  "$PYTHON" -m pip install --quiet --user virtualenv 2>/dev/null ||
+    "$PYTHON" -m pip install --quiet --user --break-system-packages virtualenv
+  "$PYTHON" -m virtualenv --quiet "$VENV"
+fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 "$VENV/bin/python" -m pip install --quiet "${PINS[@]}"
 

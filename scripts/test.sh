@@ -5,6 +5,7 @@
 #
 #   ./scripts/test.sh              every step, in order (stops at the first failure)
 #   ./scripts/test.sh fmt clippy   only the named steps
+#   KEEP_GOING=1 ./scripts/test.sh every step even after a failure (exit status still non-zero)
 #
 # Steps: fmt clippy wasm test build python-setup python-e2e
 # Needs: rustup (the toolchain comes from rust-toolchain.toml), python3 (3.11+) with venv/pip,
@@ -32,6 +33,7 @@ mkdir -p "$OUT"
 
 SUMMARY=()
 START_ALL=$SECONDS
+FAILED=0
 
 print_summary() {
   local status=$1
@@ -43,12 +45,13 @@ print_summary() {
   echo "========================================================================="
 }
 
+# run_step NAME "WHAT IT RUNS" FUNCTION
 run_step() {
-  local name=$1
-  shift
+  local name=$1 what=$2
+  shift 2
   local log="$OUT/$name.log" start=$SECONDS status=0
   echo
-  echo "======== [$name] $* ========"
+  echo "======== [$name] $what ========"
   # The step's own exit status (pipefail), with its output both shown and kept.
   ("$@") 2>&1 | tee "$log" || status=$?
   local took=$((SECONDS - start))
@@ -57,8 +60,11 @@ run_step() {
   else
     SUMMARY+=("$(printf '%-14s %-6s %5ss  (exit %s, log %s)' "$name" FAILED "$took" "$status" "$log")")
     echo "!!!!!!!! [$name] failed with exit $status (log: $log)"
-    print_summary 1
-    exit "$status"
+    FAILED=$status
+    if [[ "${KEEP_GOING:-0}" != 1 ]]; then
+      print_summary 1
+      exit "$status"
+    fi
   fi
 }
 
@@ -81,13 +87,13 @@ step_python_e2e() {
 
 for step in "${STEPS[@]}"; do
   case "$step" in
-    fmt) run_step fmt step_fmt ;;
-    clippy) run_step clippy step_clippy ;;
-    wasm) run_step wasm step_wasm ;;
-    test) run_step test step_test ;;
-    build) run_step build step_build ;;
-    python-setup) run_step python-setup step_python_setup ;;
-    python-e2e) run_step python-e2e step_python_e2e ;;
+    fmt) run_step fmt "cargo fmt --all --check" step_fmt ;;
+    clippy) run_step clippy "cargo clippy --workspace --all-targets -- -D warnings" step_clippy ;;
+    wasm) run_step wasm "cargo check -p sightline-core --target wasm32-unknown-unknown" step_wasm ;;
+    test) run_step test "cargo test --workspace" step_test ;;
+    build) run_step build "cargo build -p sightline-local" step_build ;;
+    python-setup) run_step python-setup "scripts/setup-python.sh (tracekit-apm 1.4.1 venv)" step_python_setup ;;
+    python-e2e) run_step python-e2e "Python SDK end-to-end tests (tests/sdk-python)" step_python_e2e ;;
     *)
       echo "unknown step '$step' (steps: ${ALL_STEPS[*]})" >&2
       exit 2
@@ -95,4 +101,5 @@ for step in "${STEPS[@]}"; do
   esac
 done
 
-print_summary 0
+print_summary "$FAILED"
+exit "$FAILED"

@@ -4,13 +4,17 @@
 //!
 //! Used by `benches/capture.rs` (criterion, in-process) and `src/bin/loadgen.rs` (HTTP).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 use sightline_core::app::{BootstrapOutcome, Config, Ports};
 use sightline_core::model::{Principal, Scope};
-use sightline_core::ports::{BlobStore, Clock, IdGen, ItemStore};
+use sightline_core::ports::{
+    BlobStore, Clock, Condition, IdGen, Item, ItemStore, Page, Query, StoreResult, UpdateOp,
+};
 use sightline_core::wire::CaptureRequest;
 use sightline_core::Sightline;
 use sightline_http::hub::Hub;
@@ -88,7 +92,8 @@ pub fn variables() -> Value {
 }
 
 /// A full capture request body (~2 KB serialized) for the benchmark breakpoint. `seq`
-/// makes it distinct (idempotency key and `captured_at`), so deduplication keeps it.
+/// makes it distinct (idempotency key, `captured_at`, trace and span ids), so
+/// deduplication keeps it and each capture belongs to its own trace, as in production.
 pub fn capture_body(breakpoint_id: &str, seq: u64) -> Value {
     let ms = 1_767_225_600_000_u64 + seq;
     json!({
@@ -100,8 +105,8 @@ pub fn capture_body(breakpoint_id: &str, seq: u64) -> Value {
         "label": LABEL,
         "variables": variables(),
         "stack_trace": "Traceback (most recent call last):\n  File \"app/api/checkout.py\", line 88, in post\n    return confirm_order(cart, user)\n  File \"app/services/checkout.py\", line 142, in confirm_order\n    charge = payments.charge(order.total, card)\n  File \"app/services/payments.py\", line 57, in charge\n    resp = self.client.create(amount=amount_cents)",
-        "trace_id": "113e29b9fb746af129af65946898829e",
-        "span_id": "c07de95b97de086c",
+        "trace_id": format!("113e29b9fb746af1{:016x}", seq + 1),
+        "span_id": format!("{:016x}", seq + 1),
         "request_context": {
             "method": "POST",
             "path": "/api/v2/checkout/confirm",
@@ -144,6 +149,8 @@ impl Backend {
 /// A bootstrapped [`Sightline`] with the benchmark breakpoint registered.
 pub struct Harness {
     pub app: Arc<Sightline>,
+    /// The item store wrapped in an operation recorder (off unless enabled).
+    pub recorder: Arc<RecordingStore>,
     pub principal: Principal,
     pub breakpoint_id: String,
     /// Keeps the SQLite data dir alive.
@@ -165,8 +172,9 @@ impl Harness {
                 (items, blobs, Some(dir))
             }
         };
+        let recorder = Arc::new(RecordingStore::new(items));
         let ports = Ports {
-            items,
+            items: recorder.clone(),
             blobs,
             events: Arc::new(Hub::default()),
             clock,
@@ -186,6 +194,7 @@ impl Harness {
             .to_owned();
         Ok(Self {
             app,
+            recorder,
             principal,
             breakpoint_id,
             _dir: dir,
@@ -197,5 +206,125 @@ impl Harness {
         // The body is built by this crate and always valid.
         CaptureRequest::from_value(capture_body(&self.breakpoint_id, seq))
             .unwrap_or_else(|e| panic!("benchmark capture body rejected: {e}"))
+    }
+}
+
+/// Count and total wall time of one kind of store operation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpStats {
+    pub count: u64,
+    pub total: Duration,
+}
+
+/// An [`ItemStore`] decorator that, while enabled, records each operation by kind and
+/// partition (`put dedup`, `update service-bp`, …) with its wall time (including the
+/// adapter's `spawn_blocking` hop and any wait for the SQLite writer).
+pub struct RecordingStore {
+    inner: Arc<dyn ItemStore>,
+    enabled: std::sync::atomic::AtomicBool,
+    ops: Mutex<BTreeMap<String, OpStats>>,
+}
+
+impl RecordingStore {
+    pub fn new(inner: Arc<dyn ItemStore>) -> Self {
+        Self {
+            inner,
+            enabled: std::sync::atomic::AtomicBool::new(false),
+            ops: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The recorded operations, and clears them.
+    pub fn take(&self) -> BTreeMap<String, OpStats> {
+        std::mem::take(&mut *self.ops.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn record(&self, op: &str, pk: &str, conditional: bool, since: Instant) {
+        if !self.enabled.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let elapsed = since.elapsed();
+        let key = format!(
+            "{op:<6} {:<16}{}",
+            partition_kind(pk),
+            if conditional { " (conditional)" } else { "" }
+        );
+        let mut ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = ops.entry(key).or_default();
+        e.count += 1;
+        e.total += elapsed;
+    }
+}
+
+/// The shape of a partition key: upper-case keyword segments kept, ids and names as `*`
+/// (`P#default#S#checkout-api` → `P#*#S#*`).
+fn partition_kind(pk: &str) -> String {
+    pk.split('#')
+        .map(|seg| {
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_uppercase()) {
+                seg
+            } else {
+                "*"
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("#")
+}
+
+#[async_trait::async_trait]
+impl ItemStore for RecordingStore {
+    async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        let t = Instant::now();
+        let r = self.inner.get(pk, sk).await;
+        self.record("get", pk, false, t);
+        r
+    }
+
+    async fn put(&self, item: Item, condition: Option<Condition>) -> StoreResult<()> {
+        let t = Instant::now();
+        let pk = item.pk.clone();
+        let conditional = condition.is_some();
+        let r = self.inner.put(item, condition).await;
+        self.record("put", &pk, conditional, t);
+        r
+    }
+
+    async fn update(
+        &self,
+        pk: &str,
+        sk: &str,
+        ops: &[UpdateOp],
+        condition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        let t = Instant::now();
+        let conditional = condition.is_some();
+        let r = self.inner.update(pk, sk, ops, condition).await;
+        self.record("update", pk, conditional, t);
+        r
+    }
+
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        condition: Option<Condition>,
+    ) -> StoreResult<Option<Item>> {
+        let t = Instant::now();
+        let conditional = condition.is_some();
+        let r = self.inner.delete(pk, sk, condition).await;
+        self.record("delete", pk, conditional, t);
+        r
+    }
+
+    async fn query(&self, pk: &str, query: Query) -> StoreResult<Page> {
+        let t = Instant::now();
+        let r = self.inner.query(pk, query).await;
+        self.record("query", pk, false, t);
+        r
     }
 }

@@ -359,13 +359,6 @@ class TracekitPythonSdk(unittest.TestCase):
         self.assertGreaterEqual(len(self.stored(svc)), 6)
         self.finish(child)
 
-
-    # Known server bug (reported with this test): POST /sdk/snapshots/auto-register creates a
-    # second, condition-less breakpoint instead of returning the one created through the admin
-    # API for the same (service, function_name, label), so the SDK's captures bypass the
-    # admin breakpoint and its condition. Remove the decorator once the server is fixed
-    # (unittest then reports an "unexpected success", which fails the run).
-    @unittest.expectedFailure
     @explained
     def test_g_admin_breakpoint_by_name_is_the_one_captured(self):
         """(g) A breakpoint set in the admin API by function name and label, before the SDK ever

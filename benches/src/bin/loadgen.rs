@@ -12,7 +12,7 @@
 //! the machine).
 //!
 //! `capture` first creates an unlimited breakpoint through the admin API and sends
-//! distinct ~2 KB snapshots (unique `idempotency_key` and `captured_at`); `poll` sends
+//! distinct ~2 KB snapshots (unique `idempotency_key`, trace and span ids); `poll` sends
 //! `GET /sdk/snapshots/active/{service}`.
 
 use std::collections::BTreeMap;
@@ -83,7 +83,8 @@ struct Shared {
     url: String,
     key: String,
     mode: Mode,
-    /// `capture`: the body without `{"idempotency_key":…,` so each request only splices a key.
+    /// `capture`: the body without its opening `{` and the per-request fields
+    /// (idempotency key, trace and span ids), which each request splices in front.
     body_tail: String,
     seq: AtomicU64,
     measured: AtomicU64,
@@ -124,7 +125,9 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
             let bp_id = create_breakpoint(&client, &base, &args.key).await?;
             let mut body = capture_body(&bp_id, 0);
             if let Value::Object(m) = &mut body {
-                m.remove("idempotency_key");
+                for k in ["idempotency_key", "trace_id", "span_id"] {
+                    m.remove(k);
+                }
             }
             let text = serde_json::to_string(&body)?;
             let tail = text
@@ -287,9 +290,11 @@ async fn send(shared: &Shared) -> Result<u16, &'static str> {
     let req = match shared.mode {
         Mode::Capture => {
             let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
+            let pid = std::process::id();
             let body = format!(
-                "{{\"idempotency_key\":\"lg-{}-{seq:x}\",{}",
-                std::process::id(),
+                "{{\"idempotency_key\":\"lg-{pid}-{seq:x}\",\"trace_id\":\"{pid:08x}00000000{:016x}\",\"span_id\":\"{:016x}\",{}",
+                seq + 1,
+                seq + 1,
                 shared.body_tail
             );
             shared

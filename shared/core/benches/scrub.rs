@@ -74,7 +74,7 @@ fn snapshot() -> Value {
             {"at": "2026-11-22T12:39:58Z", "event": "checkout", "sku": null}
         ],
         "feature_flags": {"new_checkout": true, "one_click": false, "variant": "B"},
-        "metrics": [0.12, 0.98, 13.5, 42, 7, 1024, 65535, 3.14159],
+        "metrics": [0.12, 0.98, 13.5, 42, 7, 1024, 65535, 2.5],
         "message": "Processing checkout for cart with 4 items; applying regional tax rules before capture",
         "path": "/api/v2/checkout/confirm",
         "http_method": "POST",

@@ -69,3 +69,33 @@ pub fn sdk_events(project: &str, service: &str) -> String {
 pub fn snapshot_blob(project: &str, service: &str, breakpoint: &str, id: &str) -> String {
     format!("snapshots/{project}/{service}/{breakpoint}/{id}.json")
 }
+
+/// A project's trace list, newest first: sk = `{start_ms:013}#{trace_id}`.
+pub fn traces(project: &str) -> String {
+    format!("P#{project}#TRACES")
+}
+
+/// One trace: `SUMMARY` (→ its list sort key), `BATCH#{id}` (spans of one ingest
+/// request), `SNAP#{snapshot_id}` (snapshots captured in the trace).
+pub fn trace(project: &str, trace_id: &str) -> String {
+    format!("P#{project}#T#{trace_id}")
+}
+
+pub const TRACE_SUMMARY_SK: &str = "SUMMARY";
+pub const TRACE_BATCH_PREFIX: &str = "BATCH#";
+pub const TRACE_SNAPSHOT_PREFIX: &str = "SNAP#";
+
+/// Per-minute request statistics of a service, sk = Unix minute (zero-padded).
+pub fn service_stats(project: &str, service: &str) -> String {
+    format!("P#{project}#S#{service}#STATS")
+}
+
+/// Metric series of a service, sk = metric name.
+pub fn metrics(project: &str, service: &str) -> String {
+    format!("P#{project}#S#{service}#METRICS")
+}
+
+/// Blob key of a trace batch too large to keep inline.
+pub fn trace_blob(project: &str, trace_id: &str, batch: &str) -> String {
+    format!("traces/{project}/{trace_id}/{batch}.json")
+}

@@ -8,6 +8,8 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod otlp;
 pub mod pii;
 pub mod stacktrace;
 pub mod ports;

@@ -57,12 +57,19 @@
 //!
 //! # Speed
 //!
-//! A string is first run through a single-pass byte precheck that derives, for each
-//! built-in pattern, a cheap necessary condition (an `@` for e-mail, enough digits between
-//! word boundaries for SSN/card/phone, the literal's first two bytes for `AKIA`/`eyJ`/
-//! `sk_live_`/`-----`, a `:`/`=` for `password=`/`api_key:` …). Only strings that pass go to
-//! the regex engine: a single candidate pattern runs its own regex, several candidates run the
-//! compiled [`RegexSet`] once, and the first matching index in the reference's order wins.
+//! Most strings never reach a regex. A string first goes through a branch-free pass that
+//! sums per-class byte counts through one table lookup per byte (digits, `-`, `_`, `@`,
+//! `:`/`=`, and the first letters of the keyword-led patterns); from the counts and the
+//! length it derives, per built-in pattern, a necessary condition (an `@` for e-mail, at
+//! least 9/10/16 digits for SSN/phone/card, `K` for `AKIA`, `J` for `eyJ`, ten `-` for a PEM
+//! header, the regex's minimum length …). Strings that survive get a second, exact-position
+//! pass (digit runs between word boundaries, the literal's first two bytes such as `AK`,
+//! `yJ`, `k_`, `--`, or for the case-insensitive keywords two letters without non-ASCII case
+//! folds: `aw`, `be`, `pa`/`pw`, `ap`). Up to two remaining candidates are confirmed with
+//! their own regexes in the reference's order; more go through the compiled [`RegexSet`] in
+//! one pass and the first matching index wins. Object keys get the same checks plus rule 13
+//! from one 8-bytes-at-a-time scan. The soundness of every shortcut is tested against the
+//! plain `RegexSet` on generated strings.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -423,29 +430,83 @@ fn ascii_sensitive_name(name: &[u8]) -> bool {
         if b.is_ascii_alphabetic() {
             run += 1;
         } else {
-            if matches!(run, 3 | 5 | 6 | 8 | 10) && sensitive_word(name.get(i - run..i)) {
+            if ends_sensitive_word(name, i, run) {
                 return true;
             }
             run = 0;
         }
     }
-    matches!(run, 3 | 5 | 6 | 8 | 10) && sensitive_word(name.get(name.len() - run..))
+    ends_sensitive_word(name, name.len(), run)
 }
 
-fn sensitive_word(run: Option<&[u8]>) -> bool {
-    run.is_some_and(|run| {
-        SENSITIVE_NAME_WORDS
-            .iter()
-            .any(|w| run.eq_ignore_ascii_case(w))
-    })
+/// Whether the `run` letters before `end` are one of [`SENSITIVE_NAME_WORDS`].
+#[inline]
+fn ends_sensitive_word(name: &[u8], end: usize, run: usize) -> bool {
+    matches!(run, 3 | 5 | 6 | 8 | 10)
+        && name.get(end.saturating_sub(run)..end).is_some_and(|w| {
+            SENSITIVE_NAME_WORDS
+                .iter()
+                .any(|s| w.eq_ignore_ascii_case(s))
+        })
+}
+
+/// For an ASCII string of at most 64 bytes: a bitmask of its ASCII letters (bit `i` for
+/// byte `i`) and whether it contains an `@`, computed 8 bytes at a time. `None` for longer
+/// or non-ASCII strings.
+fn short_ascii_scan(bytes: &[u8]) -> Option<(u64, bool)> {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    if bytes.len() > 64 {
+        return None;
+    }
+    let (mut letters, mut at) = (0u64, false);
+    for (c, chunk) in bytes.chunks(8).enumerate() {
+        // little-endian; a short last chunk is zero-padded (zero is neither a letter nor '@')
+        let x = match <[u8; 8]>::try_from(chunk) {
+            Ok(full) => u64::from_le_bytes(full),
+            Err(_) => chunk
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &b| acc << 8 | u64::from(b)),
+        };
+        if x & HI != 0 {
+            return None;
+        }
+        // Every byte is < 0x80, so these per-byte additions never carry into the next byte.
+        let lower = x | (0x20 * ONES); // ASCII letters become 'a'..='z'
+        let ge_a = lower + (0x80 - u64::from(b'a')) * ONES;
+        let gt_z = lower + (0x80 - u64::from(b'z') - 1) * ONES;
+        let is_letter = ge_a & !gt_z & HI;
+        // gather each byte's flag (bit 7) into one bit per byte
+        let bits = ((is_letter >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+        letters |= bits << (8 * c);
+        let v = x ^ (u64::from(b'@') * ONES); // zero byte where x has '@'
+        at |= v.wrapping_sub(ONES) & !v & HI != 0;
+    }
+    Some((letters, at))
+}
+
+/// Rule 13 on an ASCII name given its letter bitmask from [`short_ascii_scan`].
+fn sensitive_name_in(name: &[u8], mut letters: u64) -> bool {
+    while letters != 0 {
+        let start = letters.trailing_zeros() as usize;
+        let run = (!(letters >> start)).trailing_zeros() as usize;
+        let end = start + run;
+        if ends_sensitive_word(name, end, run) {
+            return true;
+        }
+        letters = if end >= 64 { 0 } else { letters >> end << end };
+    }
+    false
 }
 
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// One pass over `s`, returning a bit per built-in pattern that *may* match (bit `i` clear ⇒
-/// pattern `i` certainly does not match). Each condition is necessary for its regex:
+/// A bit per built-in pattern that *may* match `s` (bit `i` clear ⇒ pattern `i` certainly
+/// does not match): [`quick_mask`] first, then [`digit_mask`] or [`precheck_detail`] on the
+/// strings that survive it. Each condition is necessary for its regex:
 ///
 /// * email: an `@`;
 /// * ssn / phone / credit_card: every match lies inside one run of `[0-9 .()-]`, starts at a
@@ -538,11 +599,7 @@ fn quick_mask(s: &[u8]) -> u16 {
     let len = s.len();
     if len < 10 {
         // Only an e-mail address fits in fewer than 10 bytes.
-        return if s.iter().any(|&c| c == b'@') {
-            1 << EMAIL
-        } else {
-            0
-        };
+        return if s.contains(&b'@') { 1 << EMAIL } else { 0 };
     }
     if len > QUICK_MAX_LEN {
         return u16::MAX; // the packed counters could overflow
@@ -550,8 +607,17 @@ fn quick_mask(s: &[u8]) -> u16 {
     let counts = s
         .iter()
         .fold(0u128, |acc, &c| acc + QUICK_TABLE[usize::from(c)]);
+    quick_from_counts(counts, len)
+}
+
+/// [`quick_mask`] from the packed per-class counts of a string of `len` (10 to
+/// [`QUICK_MAX_LEN`]) bytes; for shorter strings only the e-mail bit can be set.
+fn quick_from_counts(counts: u128, len: usize) -> u16 {
     let field = |f: u32| (counts >> (f * QUICK_FIELD_BITS)) & QUICK_FIELD_MASK;
     let has = |f: u32| field(f) != 0;
+    if len < 10 {
+        return if has(Q_AT) { 1 << EMAIL } else { 0 };
+    }
     let (digits, dashes) = (field(Q_DIGIT), field(Q_DASH));
     // Fast exit for the common case: nothing that any pattern starts from.
     let mut triggers = (1 << (Q_AT * QUICK_FIELD_BITS))
@@ -806,6 +872,10 @@ struct Custom {
 
 impl Custom {
     fn first_match(&self, s: &str) -> Option<usize> {
+        // `is_match` stops early and skips the overlapping search most strings don't need.
+        if !self.set.is_match(s) {
+            return None;
+        }
         self.set.matches(s).iter().next()
     }
 }
@@ -924,6 +994,32 @@ impl Scrubber {
             .map(Hit::Custom)
     }
 
+    /// For an object key, in one pass over its bytes: the rule that redacts the key itself
+    /// (as [`Scrubber::string_hit`]) and whether its name matches rule 13.
+    fn key_scan(&self, key: &str) -> (Option<Hit>, bool) {
+        let Some(engine) = self.engine else {
+            return (self.string_hit(key), ascii_sensitive_name(key.as_bytes()));
+        };
+        let bytes = key.as_bytes();
+        let (sensitive, maybe_hit) = match short_ascii_scan(bytes) {
+            Some((letters, has_at)) => {
+                let maybe_hit = match bytes.len() {
+                    0..=5 => false,
+                    6..=9 => has_at, // only an e-mail address fits
+                    _ => quick_mask(bytes) != 0,
+                };
+                (sensitive_name_in(bytes, letters), maybe_hit)
+            }
+            None => (engine.is_sensitive_name(key), precheck(bytes) != 0),
+        };
+        let hit = if maybe_hit || self.custom.is_some() {
+            self.string_hit(key)
+        } else {
+            None
+        };
+        (hit, sensitive)
+    }
+
     /// The rule that redacts the number `n`, if any.
     fn number_hit(&self, n: &Number) -> Option<Hit> {
         if self.engine.is_none() {
@@ -1018,6 +1114,29 @@ fn validate_custom(engine: &Engine, p: &CustomPattern) -> Result<(), PiiError> {
         ));
     }
     Ok(())
+}
+
+/// The key of an object member as the walk sees it.
+struct MemberKey<'k> {
+    /// The key in the output (a marker when the key itself carried PII).
+    out: &'k str,
+    /// The key as it arrived.
+    orig: &'k str,
+    /// Why the key was renamed.
+    hit: Option<Hit>,
+    /// Whether rule 13 applies to the member's value.
+    sensitive: bool,
+}
+
+impl<'k> MemberKey<'k> {
+    fn plain(key: &'k str, sensitive: bool) -> Self {
+        MemberKey {
+            out: key,
+            orig: key,
+            hit: None,
+            sensitive,
+        }
+    }
 }
 
 /// One scrubbing traversal.
@@ -1147,53 +1266,86 @@ impl<'s> Walk<'s> {
 
     fn object(&mut self, map: &mut Map<String, Value>, depth: usize, in_headers: bool) {
         let sc = self.sc;
-        if !map.keys().any(|k| sc.string_hit(k).is_some()) {
-            for (key, child) in map.iter_mut() {
-                self.entry(key, key, None, child, depth, in_headers);
+        // Common case: entries are scrubbed in place until a key that itself carries PII
+        // shows up (usually never).
+        let mut renamed_from = None;
+        for (i, (key, child)) in map.iter_mut().enumerate() {
+            let (hit, sensitive) = sc.key_scan(key);
+            if hit.is_some() {
+                renamed_from = Some(i);
+                break;
             }
-            return;
+            self.entry(MemberKey::plain(key, sensitive), child, depth, in_headers);
         }
-        // Rare: some keys carry PII themselves. Rebuild the map with those keys renamed to
-        // unique markers, keeping the order.
+        let Some(start) = renamed_from else {
+            return;
+        };
+        // Rare: rebuild the map from `start` on with those keys renamed to unique markers,
+        // keeping the order. Entries before `start` are already done.
         let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
-        let hits: Vec<Option<Hit>> = entries.iter().map(|(k, _)| sc.string_hit(k)).collect();
+        let scans: Vec<(Option<Hit>, bool)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| {
+                if i < start {
+                    (None, false)
+                } else {
+                    sc.key_scan(k)
+                }
+            })
+            .collect();
         let kept: HashSet<String> = entries
             .iter()
-            .zip(&hits)
-            .filter(|(_, h)| h.is_none())
+            .zip(&scans)
+            .filter(|(_, (h, _))| h.is_none())
             .map(|((k, _), _)| k.clone())
             .collect();
-        for ((key, mut child), hit) in entries.into_iter().zip(hits) {
-            let out_key = match hit {
-                None => key.clone(),
-                Some(h) => {
-                    let marker = sc.marker(h);
-                    let base = marker.strip_suffix(']').unwrap_or(marker);
-                    let mut candidate = marker.to_owned();
-                    let mut n = 2usize;
-                    while kept.contains(&candidate) || map.contains_key(&candidate) {
-                        candidate = format!("{base}#{n}]");
-                        n += 1;
-                    }
-                    candidate
-                }
+        for (i, ((key, mut child), (hit, sensitive))) in entries.into_iter().zip(scans).enumerate()
+        {
+            if i < start {
+                map.insert(key, child);
+                continue;
+            }
+            let Some(h) = hit else {
+                self.entry(
+                    MemberKey::plain(&key, sensitive),
+                    &mut child,
+                    depth,
+                    in_headers,
+                );
+                map.insert(key, child);
+                continue;
             };
-            self.entry(&out_key, &key, hit, &mut child, depth, in_headers);
+            let marker = sc.marker(h);
+            let base = marker.strip_suffix(']').unwrap_or(marker);
+            let mut out_key = marker.to_owned();
+            let mut n = 2usize;
+            while kept.contains(&out_key) || map.contains_key(&out_key) {
+                out_key = format!("{base}#{n}]");
+                n += 1;
+            }
+            // Also name-sensitive when the marker's name is (e.g. `[REDACTED:api_key]`),
+            // so that a second pass over the output has nothing left to do.
+            let sensitive = sensitive || sc.is_sensitive_name(&out_key);
+            let member = MemberKey {
+                out: &out_key,
+                orig: &key,
+                hit,
+                sensitive,
+            };
+            self.entry(member, &mut child, depth, in_headers);
             map.insert(out_key, child);
         }
     }
 
-    /// One object member: `out_key` is its (possibly renamed) key, `orig_key` the key it
-    /// arrived with, `key_hit` why it was renamed.
-    fn entry(
-        &mut self,
-        out_key: &str,
-        orig_key: &str,
-        key_hit: Option<Hit>,
-        child: &mut Value,
-        depth: usize,
-        in_headers: bool,
-    ) {
+    /// One object member, `child` being the value under `key`.
+    fn entry(&mut self, key: MemberKey<'_>, child: &mut Value, depth: usize, in_headers: bool) {
+        let MemberKey {
+            out: out_key,
+            orig: orig_key,
+            hit: key_hit,
+            sensitive: sensitive_name,
+        } = key;
         let sc = self.sc;
         let mark = self.path.len();
         self.push_key(out_key);
@@ -1205,9 +1357,7 @@ impl<'s> Walk<'s> {
                 *child = Value::String(REDACTED.to_owned());
                 self.flag("sensitive_variable_name", "header", "high");
             }
-        } else if sc.is_sensitive_name(orig_key)
-            || (key_hit.is_some() && sc.is_sensitive_name(out_key))
-        {
+        } else if sensitive_name {
             if !sc.is_settled(child) {
                 *child = Value::String(SENSITIVE_NAME_MARKER.to_owned());
                 self.flag("sensitive_variable_name", "name", "medium");
@@ -1370,6 +1520,43 @@ mod tests {
                 e.name.is_match(n),
                 "{n:?}"
             );
+        }
+    }
+
+    #[test]
+    fn short_ascii_scan_matches_byte_loop() {
+        let mut all = strings(20_000);
+        all.extend(
+            [
+                "",
+                "a",
+                "@",
+                "abcdefgh",
+                "abcdefghi",
+                "AZaz@[`{",
+                &"k".repeat(64),
+                &"k".repeat(65),
+            ]
+            .map(String::from),
+        );
+        for s in all {
+            let b = s.as_bytes();
+            match short_ascii_scan(b) {
+                Some((letters, at)) => {
+                    assert!(s.is_ascii() && b.len() <= 64, "{s:?}");
+                    for (i, c) in b.iter().enumerate() {
+                        assert_eq!(letters >> i & 1 == 1, c.is_ascii_alphabetic(), "{s:?} {i}");
+                    }
+                    assert_eq!(letters >> b.len().min(63) >> 1, 0);
+                    assert_eq!(at, b.contains(&b'@'), "{s:?}");
+                    assert_eq!(
+                        sensitive_name_in(b, letters),
+                        ascii_sensitive_name(b),
+                        "{s:?}"
+                    );
+                }
+                None => assert!(!s.is_ascii() || b.len() > 64, "{s:?}"),
+            }
         }
     }
 

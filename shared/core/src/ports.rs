@@ -146,6 +146,8 @@ pub enum UpdateOp {
     SetIfNotExists(String, Value),
     /// `ADD a n`: a missing attribute counts as 0.
     Add(String, i64),
+    /// `ADD a x` for a floating-point total (metric sums).
+    AddF64(String, f64),
     Remove(String),
     /// Changes the item's TTL (`None` clears it).
     SetTtl(Option<i64>),
@@ -175,6 +177,11 @@ pub fn apply_update(item: &mut Item, ops: &[UpdateOp]) {
                 let cur = item.attrs.get(a).and_then(Value::as_i64).unwrap_or(0);
                 item.attrs
                     .insert(a.clone(), Value::from(cur.saturating_add(*n)));
+            }
+            UpdateOp::AddF64(a, x) => {
+                let cur = item.attrs.get(a).and_then(Value::as_f64).unwrap_or(0.0);
+                let next = serde_json::Number::from_f64(cur + x).map_or(Value::Null, Value::Number);
+                item.attrs.insert(a.clone(), next);
             }
             UpdateOp::Remove(a) => {
                 item.attrs.remove(a);

@@ -440,6 +440,9 @@ fn ruby(p: &Patterns, line: &str) -> Option<Frame> {
 fn short_form(p: &Patterns, line: &str) -> Option<Frame> {
     let c = p.short.captures(line)?;
     let file = strip_file_url(c.get(2)?.as_str());
+    if file.starts_with("node:") {
+        return make_frame(file, &c[3], &c[1], Language::Node);
+    }
     if !plausible_path(file) {
         return None;
     }

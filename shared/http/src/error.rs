@@ -35,16 +35,17 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// Rewrites error responses that are not already JSON (axum's extractor rejections, e.g. a
-/// path that is not valid UTF-8) into the one error format.
+/// Rewrites plain-text error responses (axum's extractor rejections, e.g. a path that is
+/// not valid UTF-8) into the one JSON error format. Typed bodies (JSON, OTLP protobuf
+/// status) are left alone.
 pub async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
-    let is_json = resp
+    let plain = resp
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_none_or(|v| v.starts_with("text/"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
         return resp;
     }
     let (parts, body) = resp.into_parts();

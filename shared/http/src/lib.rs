@@ -6,6 +6,7 @@
 pub mod error;
 pub mod extract;
 pub mod hub;
+pub mod otlp;
 pub mod sse;
 
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct AppState {
     /// Becomes `true` when the server shuts down, so long-lived streams end and graceful
     /// shutdown can complete.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Per-project request budget of the OTLP ingest routes.
+    pub ingest_limiter: Arc<otlp::IngestLimiter>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             heartbeat: Duration::from_secs(15),
             started_at: std::time::Instant::now(),
             closing,
+            ingest_limiter: Arc::new(otlp::IngestLimiter::default()),
         };
         (state, tx)
     }
@@ -60,6 +64,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(sdk_routes())
+        .merge(ingest_routes())
         .merge(admin_routes())
         .fallback(|| async { not_found_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
@@ -91,6 +96,14 @@ pub fn sdk_routes() -> Router<AppState> {
         .route("/sdk/snapshots/stream/{service}", get(sdk_stream))
 }
 
+/// OTLP/HTTP ingest: traces (also at `/`, for Java exporters given a bare base URL) and metrics.
+pub fn ingest_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/traces", post(otlp::traces))
+        .route("/", post(otlp::traces))
+        .route("/v1/metrics", post(otlp::metrics))
+}
+
 /// The admin API (docs/openapi.yaml).
 pub fn admin_routes() -> Router<AppState> {
     Router::new()
@@ -112,6 +125,9 @@ pub fn admin_routes() -> Router<AppState> {
                 .delete(delete_breakpoint),
         )
         .route("/api/snapshots", get(list_snapshots))
+        .route("/api/traces", get(list_traces))
+        .route("/api/traces/{trace_id}", get(get_trace))
+        .route("/api/code", get(code_tree))
         .route("/api/snapshots/{id}", get(get_snapshot))
         .route("/api/conditions/validate", post(validate_condition))
         .route("/api/events", get(events))
@@ -214,11 +230,19 @@ async fn service_settings(
     ))
 }
 
+#[derive(Deserialize)]
+struct WindowQuery {
+    /// Minutes of request statistics (default 15).
+    window_minutes: Option<i64>,
+}
+
 async fn list_services(
     State(s): State<AppState>,
     AdminAuth(p): AdminAuth,
+    q: Result<Query<WindowQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let mut services = s.app.list_services(&p).await?;
+    let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
+    let mut services = s.app.list_services(&p, q.window_minutes.unwrap_or(15)).await?;
     let counts = s.hub.sdk_counts(&p.project_id);
     for svc in &mut services {
         if let Value::Object(m) = svc {
@@ -304,6 +328,63 @@ async fn list_snapshots(
         cursor: q.cursor,
     };
     Ok(Json(s.app.list_snapshots(&p, filter).await?))
+}
+
+#[derive(Deserialize)]
+struct TraceQuery {
+    service: Option<String>,
+    has_error: Option<bool>,
+    min_duration_ms: Option<f64>,
+    /// RFC 3339 bounds of the trace start time.
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_traces(
+    State(s): State<AppState>,
+    AdminAuth(p): AdminAuth,
+    q: Result<Query<TraceQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
+    let time = |name: &str, v: Option<String>| -> Result<Option<i64>, Error> {
+        v.map(|t| {
+            sightline_core::timefmt::parse_timestamp_ms(&t)
+                .ok_or_else(|| Error::bad_request("invalid_query", format!("`{name}` must be an RFC 3339 timestamp")))
+        })
+        .transpose()
+    };
+    let filter = sightline_core::app::TraceFilter {
+        service: q.service,
+        has_error: q.has_error,
+        min_duration_ms: q.min_duration_ms,
+        from_ms: time("from", q.from)?,
+        to_ms: time("to", q.to)?,
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    Ok(Json(s.app.list_traces(&p, filter).await?))
+}
+
+async fn get_trace(State(s): State<AppState>, AdminAuth(p): AdminAuth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.app.get_trace(&p, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct CodeQuery {
+    service: Option<String>,
+    q: Option<String>,
+}
+
+async fn code_tree(
+    State(s): State<AppState>,
+    AdminAuth(p): AdminAuth,
+    q: Result<Query<CodeQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
+    let service = q.service.ok_or_else(|| Error::bad_request("missing_field", "`service` is required"))?;
+    Ok(Json(s.app.code_tree(&p, &service, q.q.as_deref()).await?))
 }
 
 async fn get_snapshot(

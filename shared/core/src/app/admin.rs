@@ -27,10 +27,21 @@ const MAX_PAGE: usize = 200;
 const MAX_EXPRESSIONS: usize = 20;
 
 impl Sightline {
-    /// `GET /api/services`: every service of the project with its settings and counters.
-    pub async fn list_services(&self, p: &Principal) -> Result<Vec<Value>> {
+    /// `GET /api/services`: every service of the project with its settings, capture and
+    /// drop counters, request statistics over the last `window_minutes`, and metrics.
+    pub async fn list_services(&self, p: &Principal, window_minutes: i64) -> Result<Vec<Value>> {
+        let window = window_minutes.clamp(1, 24 * 60);
         let page = self.items.query(&keys::services(&p.project_id), Query::default()).await?;
-        Ok(page.items.iter().map(service_view).collect())
+        let mut out = Vec::with_capacity(page.items.len());
+        for item in &page.items {
+            let mut view = service_view(item);
+            if let Value::Object(m) = &mut view {
+                m.insert("stats".into(), self.service_stats(&p.project_id, &item.sk, window).await?);
+                m.insert("metrics".into(), self.service_metrics(&p.project_id, &item.sk).await?.into());
+            }
+            out.push(view);
+        }
+        Ok(out)
     }
 
     /// `PUT /api/services/{service}/settings`: custom PII patterns (validated here).
@@ -172,7 +183,7 @@ impl Sightline {
                     bp.function_name = loc.get_str("function_name").unwrap_or_default().to_owned();
                 }
                 if bp.label.is_empty() {
-                    bp.label = loc.get_str("label").unwrap_or_default().to_owned();
+                    bp.label = loc.get_str("label").map(str::to_owned).unwrap_or_else(|| default_label(&bp.function_name));
                 }
             }
         }
@@ -315,6 +326,12 @@ impl Sightline {
             Err(e) => json!({"valid": false, "error": e.to_string(), "condition_eval": classify(expression).as_str()}),
         }
     }
+}
+
+/// The label a call site without one is known by: the last segment of its function name,
+/// as the Go SDK does (`main.(*T).Handle` → `Handle`).
+fn default_label(function: &str) -> String {
+    function.rsplit(['.', ':', '#', '/', '\\']).next().unwrap_or(function).trim_matches(|c: char| !c.is_alphanumeric() && c != '_').to_owned()
 }
 
 /// Counter attributes that only atomic updates may change.

@@ -307,6 +307,10 @@ impl Sightline {
         self.items.update(&keys::services(project), &bp.service_name, &ops, None).await?;
 
         item_attrs.remove("payload");
+        item_attrs.remove("payload_blob");
+        if let Some(trace_id) = item_attrs.get("trace_id").and_then(Value::as_str).map(str::to_owned) {
+            self.link_snapshot_to_trace(project, &trace_id, item_attrs.clone()).await?;
+        }
         let summary = snapshot_summary(&item_attrs);
         self.publish(
             project,

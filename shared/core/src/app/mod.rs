@@ -4,7 +4,10 @@
 mod admin;
 mod auth;
 mod capture;
+#[cfg(not(target_arch = "wasm32"))]
+mod ingest;
 mod sdk;
+mod traces;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +18,9 @@ use sha2::{Digest, Sha256};
 pub use admin::SnapshotFilter;
 pub use auth::BootstrapOutcome;
 pub use capture::CaptureOutcome;
+#[cfg(not(target_arch = "wasm32"))]
+pub use ingest::IngestSummary;
+pub use traces::{TraceFilter, LATENCY_BUCKETS_MS};
 
 use crate::condition::ConditionCache;
 use crate::events::{Audience, ChangeEvent};
@@ -30,6 +36,8 @@ pub struct Config {
     pub inline_payload_bytes: usize,
     /// How long snapshots are kept.
     pub snapshot_retention_secs: i64,
+    /// How long spans, trace lists and per-minute service statistics are kept.
+    pub trace_retention_secs: i64,
     /// How long a resolved API key is trusted without a store read (revocation delay
     /// across processes; revocation in the same process is immediate).
     pub auth_cache_ms: i64,
@@ -45,6 +53,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             inline_payload_bytes: 48 * 1024,
             snapshot_retention_secs: crate::model::defaults::SNAPSHOT_RETENTION_SECS,
+            trace_retention_secs: 7 * 24 * 3600,
             auth_cache_ms: 10_000,
             max_variable_depth: 10,
             max_stack_trace_bytes: 64 * 1024,

@@ -184,6 +184,9 @@ impl Sightline {
         let now = self.now_ms();
         self.touch_service(project, service).await?;
         self.record_code_location(project, service, &req, now).await?;
+        if let Some(existing) = self.active_at_call_site(project, &req, &id, now).await? {
+            return Ok((existing.to_sdk_wire(now), false));
+        }
         self.index_breakpoint(project, service, &id).await?;
 
         let bp = Breakpoint {
@@ -244,6 +247,33 @@ impl Sightline {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A breakpoint set through the admin API on this call site (same function and
+    /// label) wins over registering a new one; its missing file/line are filled in.
+    async fn active_at_call_site(&self, project: &str, req: &AutoRegisterRequest, derived_id: &str, now: i64) -> Result<Option<Breakpoint>> {
+        if req.function_name.is_empty() || req.label.is_empty() {
+            return Ok(None);
+        }
+        let existing = self.service_breakpoints(project, &req.service_name).await?;
+        let Some(bp) = existing.into_iter().find(|b| {
+            b.id != derived_id && b.function_name == req.function_name && b.label == req.label && b.inactive(now).is_none()
+        }) else {
+            return Ok(None);
+        };
+        if !bp.file_path.is_empty() || req.file_path.is_empty() {
+            return Ok(Some(bp));
+        }
+        let ops = [
+            UpdateOp::set("file_path", req.file_path.as_str()),
+            UpdateOp::set("line_number", req.line_number),
+            UpdateOp::set("updated_at", now),
+        ];
+        let pk = keys::service(project, &req.service_name);
+        let item = self.items.update(&pk, &keys::breakpoint_sk(&bp.id), &ops, Some(Condition::Exists)).await?;
+        let updated = Breakpoint::from_item(&item).unwrap_or(bp);
+        self.announce_breakpoint(project, &updated, names::BREAKPOINT_UPDATED);
+        Ok(Some(updated))
     }
 
     /// Writes the id → service index entry (idempotent: the service of an id never changes).

@@ -1,0 +1,280 @@
+//! The trace store's queries, service statistics, metric series and the code index
+//! (DESIGN §8). Ingest, which needs the OTLP decoder, is in `ingest.rs`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::Sightline;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::model::Principal;
+use crate::ports::{CmpOp, Condition, Item, Query};
+use crate::timefmt::format_ms;
+
+/// Upper bounds (ms) of the latency histogram kept per service and minute.
+pub const LATENCY_BUCKETS_MS: [f64; 13] = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+
+/// Filters of `GET /api/traces`.
+#[derive(Debug, Clone, Default)]
+pub struct TraceFilter {
+    pub service: Option<String>,
+    pub has_error: Option<bool>,
+    pub min_duration_ms: Option<f64>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+const MAX_TRACE_PAGE: usize = 100;
+
+impl Sightline {
+    /// Links a stored snapshot to its trace, so the trace view lists it.
+    pub(super) async fn link_snapshot_to_trace(&self, project: &str, trace_id: &str, snapshot: Map<String, Value>) -> Result<()> {
+        let id = snapshot.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let ttl = Some(self.now_secs() + self.config.trace_retention_secs);
+        let sk = format!("{}{id}", keys::TRACE_SNAPSHOT_PREFIX);
+        self.items.put(Item::new(keys::trace(project, trace_id), sk, snapshot).with_ttl(ttl), None).await?;
+        Ok(())
+    }
+
+    /// `GET /api/traces`: newest first, filtered, cursor-paginated.
+    pub async fn list_traces(&self, p: &Principal, f: TraceFilter) -> Result<Value> {
+        let mut conds = Vec::new();
+        if let Some(s) = &f.service {
+            conds.push(Condition::AttrExists(format!("svc:{s}")));
+        }
+        match f.has_error {
+            Some(true) => conds.push(Condition::cmp("has_error", CmpOp::Eq, true)),
+            Some(false) => conds.push(Condition::AttrNotExists("has_error".into())),
+            None => {}
+        }
+        if let Some(d) = f.min_duration_ms {
+            conds.push(Condition::Cmp("duration_ms".into(), CmpOp::Ge, json!(d)));
+        }
+        if let Some(from) = f.from_ms {
+            conds.push(Condition::cmp("start_ms", CmpOp::Ge, from));
+        }
+        if let Some(to) = f.to_ms {
+            conds.push(Condition::cmp("start_ms", CmpOp::Le, to));
+        }
+        let query = Query {
+            descending: true,
+            limit: Some(f.limit.unwrap_or(50).clamp(1, MAX_TRACE_PAGE)),
+            cursor: f.cursor,
+            filter: if conds.is_empty() { None } else { Some(Condition::And(conds)) },
+            ..Query::default()
+        };
+        let page = self.items.query(&keys::traces(&p.project_id), query).await?;
+        let traces: Vec<Value> = page.items.iter().map(trace_summary).collect();
+        Ok(json!({"traces": traces, "next_cursor": page.next}))
+    }
+
+    /// `GET /api/traces/{trace_id}`: every span, and the snapshots captured in the trace.
+    pub async fn get_trace(&self, p: &Principal, trace_id: &str) -> Result<Value> {
+        let trace_id = trace_id.to_ascii_lowercase();
+        if !crate::wire::is_hex_id(&trace_id, 32) {
+            return Err(Error::not_found("trace"));
+        }
+        let pk = keys::trace(&p.project_id, &trace_id);
+        let mut spans: Vec<Value> = Vec::new();
+        let mut snapshots: Vec<Value> = Vec::new();
+        let mut list_sk = None;
+        let mut cursor = None;
+        loop {
+            let page = self.items.query(&pk, Query { cursor, limit: Some(200), ..Query::default() }).await?;
+            for item in &page.items {
+                if item.sk.starts_with(keys::TRACE_BATCH_PREFIX) {
+                    let batch = match (item.attrs.get("spans"), item.get_str("spans_blob")) {
+                        (Some(Value::Array(a)), _) => a.clone(),
+                        (_, Some(blob)) => match self.blobs.get(blob).await? {
+                            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                            None => Vec::new(),
+                        },
+                        _ => Vec::new(),
+                    };
+                    spans.extend(batch);
+                } else if item.sk.starts_with(keys::TRACE_SNAPSHOT_PREFIX) {
+                    snapshots.push(super::capture::snapshot_summary(&item.attrs));
+                } else if item.sk == keys::TRACE_SUMMARY_SK {
+                    list_sk = item.get_str("list_sk").map(str::to_owned);
+                }
+            }
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        if spans.is_empty() && snapshots.is_empty() {
+            return Err(Error::not_found("trace"));
+        }
+        spans.sort_by_key(|s| s.get("start_ns").and_then(Value::as_i64).unwrap_or(0));
+        let summary = match list_sk {
+            Some(sk) => self.items.get(&keys::traces(&p.project_id), &sk).await?.map(|i| trace_summary(&i)),
+            None => None,
+        };
+        let mut out = summary.unwrap_or_else(|| json!({"trace_id": trace_id}));
+        if let Value::Object(m) = &mut out {
+            m.insert("spans".into(), Value::Array(spans));
+            m.insert("snapshots".into(), Value::Array(snapshots));
+        }
+        Ok(out)
+    }
+
+    /// Request rate, error rate and latency percentiles of a service over the last
+    /// `window_minutes`, from its per-minute statistics.
+    pub(super) async fn service_stats(&self, project: &str, service: &str, window_minutes: i64) -> Result<Value> {
+        let now_min = self.now_ms().div_euclid(60_000);
+        let from = now_min - window_minutes + 1;
+        let page = self
+            .items
+            .query(
+                &keys::service_stats(project, service),
+                Query {
+                    descending: true,
+                    limit: Some(usize::try_from(window_minutes).unwrap_or(60)),
+                    filter: Some(Condition::cmp("requests", CmpOp::Ge, 0)),
+                    ..Query::default()
+                },
+            )
+            .await?;
+        let mut requests = 0i64;
+        let mut errors = 0i64;
+        let mut buckets = [0i64; LATENCY_BUCKETS_MS.len() + 1];
+        for item in page.items.iter().filter(|i| i.sk.parse::<i64>().is_ok_and(|m| m >= from)) {
+            requests += item.get_i64("requests").unwrap_or(0);
+            errors += item.get_i64("errors").unwrap_or(0);
+            for (i, b) in buckets.iter_mut().enumerate() {
+                *b += item.get_i64(&format!("lat_{i}")).unwrap_or(0);
+            }
+        }
+        let rate = |n: i64| n as f64 / window_minutes.max(1) as f64;
+        Ok(json!({
+            "window_minutes": window_minutes,
+            "requests": requests,
+            "errors": errors,
+            "request_rate_per_minute": rate(requests),
+            "error_rate": if requests > 0 { errors as f64 / requests as f64 } else { 0.0 },
+            "p50_ms": percentile(&buckets, 0.50),
+            "p95_ms": percentile(&buckets, 0.95),
+        }))
+    }
+
+    /// Metric series of a service (for the services view).
+    pub(super) async fn service_metrics(&self, project: &str, service: &str) -> Result<Vec<Value>> {
+        let page = self.items.query(&keys::metrics(project, service), Query { limit: Some(100), ..Query::default() }).await?;
+        Ok(page
+            .items
+            .iter()
+            .map(|i| {
+                json!({
+                    "name": i.sk,
+                    "kind": i.attrs.get("kind"),
+                    "points": i.get_i64("points").unwrap_or(0),
+                    "last_value": i.attrs.get("last_value"),
+                    "total": i.attrs.get("total"),
+                    "last_seen": i.get_i64("last_seen").map(format_ms),
+                })
+            })
+            .collect())
+    }
+
+    /// `GET /api/code?service=&q=`: discovered files → functions → lines, filtered by a
+    /// case-insensitive substring of the file or function.
+    pub async fn code_tree(&self, p: &Principal, service: &str, q: Option<&str>) -> Result<Value> {
+        crate::wire::validate_service_name(service)?;
+        let needle = q.map(str::to_lowercase).filter(|s| !s.is_empty());
+        let mut files: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+        let mut cursor = None;
+        let mut total = 0usize;
+        loop {
+            let page = self
+                .items
+                .query(&keys::code(&p.project_id, service), Query { cursor, limit: Some(1000), ..Query::default() })
+                .await?;
+            for item in &page.items {
+                let file = item.get_str("file_path").unwrap_or_default().to_owned();
+                let function = item.get_str("function_name").unwrap_or_default().to_owned();
+                if let Some(n) = &needle {
+                    if !file.to_lowercase().contains(n) && !function.to_lowercase().contains(n) {
+                        continue;
+                    }
+                }
+                total += 1;
+                let ms = |k: &str| item.get_i64(k).map(format_ms);
+                files.entry(file).or_default().entry(function).or_default().push(json!({
+                    "line": item.get_i64("line_number").unwrap_or(0),
+                    "hits": item.get_i64("hit_count").unwrap_or(0),
+                    "first_seen": ms("first_seen"),
+                    "last_seen": ms("last_seen"),
+                    "example_trace_id": item.attrs.get("example_trace_id"),
+                    "label": item.attrs.get("label"),
+                    "source": item.attrs.get("source"),
+                }));
+            }
+            match page.next {
+                Some(n) if total < 20_000 => cursor = Some(n),
+                _ => break,
+            }
+        }
+        let files: Vec<Value> = files
+            .into_iter()
+            .map(|(file, functions)| {
+                let functions: Vec<Value> =
+                    functions.into_iter().map(|(name, lines)| json!({"name": name, "lines": lines})).collect();
+                json!({"file": file, "functions": functions})
+            })
+            .collect();
+        Ok(json!({"service": service, "locations": total, "files": files}))
+    }
+}
+
+/// The latency below which `q` of requests fall, interpolated within its bucket.
+fn percentile(buckets: &[i64], q: f64) -> Option<f64> {
+    let total: i64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let target = q * total as f64;
+    let mut seen = 0.0;
+    for (i, n) in buckets.iter().enumerate() {
+        let next = seen + *n as f64;
+        if next >= target && *n > 0 {
+            let lower = if i == 0 { 0.0 } else { LATENCY_BUCKETS_MS[i - 1] };
+            let upper = LATENCY_BUCKETS_MS.get(i).copied().unwrap_or(lower * 2.0);
+            let frac = (target - seen) / *n as f64;
+            return Some(lower + (upper - lower) * frac);
+        }
+        seen = next;
+    }
+    LATENCY_BUCKETS_MS.last().copied()
+}
+
+fn trace_summary(item: &Item) -> Value {
+    let a = &item.attrs;
+    let services: Vec<&str> = a.keys().filter_map(|k| k.strip_prefix("svc:")).collect();
+    json!({
+        "trace_id": a.get("trace_id"),
+        "root_name": a.get("root_name"),
+        "root_service": a.get("root_service"),
+        "services": services,
+        "start_time": item.get_i64("start_ms").map(format_ms),
+        "duration_ms": item.get_i64("duration_ms").unwrap_or(0),
+        "span_count": item.get_i64("span_count").unwrap_or(0),
+        "has_error": a.get("has_error").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_within_buckets() {
+        let mut b = [0i64; LATENCY_BUCKETS_MS.len() + 1];
+        b[3] = 100; // all in (5, 10] ms
+        assert_eq!(percentile(&b, 0.5), Some(7.5));
+        assert_eq!(percentile(&[0; 14], 0.5), None);
+    }
+}
