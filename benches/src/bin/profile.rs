@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     if only.is_none() {
         pure_steps(n)?;
+        rt.block_on(primitives(n))?;
     }
     for backend in [Backend::Memory, Backend::Sqlite] {
         if only.as_deref().is_none_or(|o| o == backend.name()) {
@@ -100,6 +101,89 @@ fn pure_steps(n: u64) -> anyhow::Result<()> {
     println!("  dedup key without idempotency_key       {:8.2} µs  (content JSON + sha256; not taken with a key)", us(dedup_key));
     println!("  serialise payload once                  {:8.2} µs  (a stored item is serialised again by SQLite's adapter)", us(serialise));
     println!("  clone variables                         {:8.2} µs", us(clone));
+    Ok(())
+}
+
+/// The two costs every SQLite store call pays: the `spawn_blocking` round trip, and the
+/// SQLite work itself (same schema and pragmas as `SqliteItemStore`, run inline).
+async fn primitives(n: u64) -> anyhow::Result<()> {
+    println!("== primitives (median of 7 batches of {n})");
+    let mut batches = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        for _ in 0..n {
+            tokio::task::spawn_blocking(|| std::hint::black_box(1)).await?;
+        }
+        batches.push(t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    batches.sort();
+    println!("  tokio spawn_blocking round trip (empty)  {:8.2} µs", batches[3].as_secs_f64() * 1e6);
+
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("raw.db");
+    let conn = rusqlite::Connection::open(&db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(
+        "CREATE TABLE items (pk TEXT NOT NULL, sk TEXT NOT NULL, attrs TEXT NOT NULL, expires_at INTEGER, \
+         PRIMARY KEY (pk, sk)) WITHOUT ROWID; \
+         CREATE INDEX items_expires_at ON items (expires_at) WHERE expires_at IS NOT NULL;",
+    )?;
+    let reader = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let attrs = serde_json::to_string(&capture_body("0f8fad5b-d9cb-469f-a165-70867728950e", 1))?;
+    let upsert = "INSERT INTO items (pk, sk, attrs, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                  ON CONFLICT (pk, sk) DO UPDATE SET attrs = excluded.attrs, expires_at = excluded.expires_at";
+    let select = "SELECT attrs, expires_at FROM items WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+    let mut seq = 0_u64;
+    let mut put = || -> rusqlite::Result<()> {
+        seq += 1;
+        conn.prepare_cached(upsert)?
+            .execute(rusqlite::params!["P#default#SNAP", format!("{seq:020}"), attrs, 2_000_000_000_i64])?;
+        Ok(())
+    };
+    let t = Instant::now();
+    for _ in 0..n {
+        put()?;
+    }
+    let autocommit = t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX);
+    let mut seq2 = 0_u64;
+    let t = Instant::now();
+    for _ in 0..n {
+        seq2 += 1;
+        // What a conditional put/update does: BEGIN IMMEDIATE, read, write, COMMIT.
+        let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+        let _: Option<String> = tx
+            .prepare_cached(select)?
+            .query_row(rusqlite::params!["P#default#SERVICES", "checkout-api", 0], |r| r.get(0))
+            .ok();
+        tx.prepare_cached(upsert)?
+            .execute(rusqlite::params!["P#default#DEDUP", format!("d{seq2:020}"), "{}", 2_000_000_000_i64])?;
+        tx.commit()?;
+    }
+    let tx_put = t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX);
+    // A reader after each write: its page cache is invalidated by the writer's commit.
+    let t = Instant::now();
+    for i in 0..n {
+        put()?;
+        let _: Option<String> = reader
+            .prepare_cached(select)?
+            .query_row(rusqlite::params!["P#default#SNAP", format!("{:020}", i + 1), 0], |r| r.get(0))
+            .ok();
+    }
+    let put_then_read = (t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX)).saturating_sub(autocommit);
+    let t = Instant::now();
+    for i in 0..n {
+        let _: Option<String> = reader
+            .prepare_cached(select)?
+            .query_row(rusqlite::params!["P#default#SNAP", format!("{:020}", i + 1), 0], |r| r.get(0))
+            .ok();
+    }
+    let read_warm = t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("  sqlite upsert 2 KB row, autocommit        {:8.2} µs", us(autocommit));
+    println!("  sqlite BEGIN + point read + upsert + COMMIT {:6.2} µs", us(tx_put));
+    println!("  sqlite point read, other conn just wrote  {:8.2} µs", us(put_then_read));
+    println!("  sqlite point read, no writes in between   {:8.2} µs", us(read_warm));
     Ok(())
 }
 

@@ -10,11 +10,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sightline_core::app::{BootstrapOutcome, Config, Ports};
 use sightline_core::model::Scope;
-use sightline_core::ports::IdGen;
 use sightline_core::Sightline;
 use sightline_http::hub::Hub;
 use sightline_http::AppState;
-use sightline_store_local::{open_local_store, SystemClock};
+use sightline_store_local::{open_local_store, RandomIds, SystemClock};
 
 #[derive(Parser)]
 #[command(
@@ -77,15 +76,6 @@ enum KeysCommand {
         #[arg(long)]
         project: Option<String>,
     },
-}
-
-/// Random ids from the OS generator.
-struct RandomIds;
-
-impl IdGen for RandomIds {
-    fn random_hex128(&self) -> String {
-        uuid::Uuid::new_v4().simple().to_string()
-    }
 }
 
 #[tokio::main]

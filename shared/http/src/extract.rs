@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use sightline_core::model::{Principal, Scope};
 use sightline_core::Error;
 
@@ -56,29 +56,38 @@ pub struct LimitedBody(pub Bytes);
 impl FromRequest<AppState> for LimitedBody {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.app.config().max_body_bytes;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(Error::payload_too_large(limit).into());
-        }
-        read_limited(req.into_body(), limit).await.map(Self)
+        read_limited(req.into_body(), state.app.config().max_body_bytes).await.map(Self)
     }
 }
 
-pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(Error::payload_too_large(limit).into())
+/// Bytes of an oversized body still read (and discarded) so the client sees the 413
+/// instead of a reset connection; beyond this the connection is simply closed.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads a body of at most `limit` bytes; a larger one is a JSON 413.
+pub async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Error::bad_request("invalid_body", format!("could not read the request body: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                drain(body, DRAIN_LIMIT).await;
+                return Err(Error::payload_too_large(limit).into());
+            }
+            buf.extend_from_slice(&data);
         }
-        Err(e) => Err(Error::bad_request(
-            "invalid_body",
-            format!("could not read the request body: {e}"),
-        )
-        .into()),
+    }
+    Ok(buf.freeze())
+}
+
+async fn drain(mut body: Body, mut budget: usize) {
+    while let Some(Ok(frame)) = body.frame().await {
+        let n = frame.data_ref().map_or(0, |d| d.len());
+        if n >= budget {
+            return;
+        }
+        budget -= n;
     }
 }

@@ -10,13 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sightline_core::ports::{Clock, StoreError};
+use sightline_core::ports::{Clock, IdGen, StoreError};
 
 pub use fs_blob::FsBlobStore;
 pub use memory::{MemoryBlobStore, MemoryItemStore};
 pub use sqlite::SqliteItemStore;
 
-/// The real wall clock. (Lives here until core grows its own.)
+/// The real wall clock of a native host (core has no I/O, so hosts supply it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -25,6 +25,16 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Random ids from the operating system's generator, for native hosts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomIds;
+
+impl IdGen for RandomIds {
+    fn random_hex128(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::json;
 use sightline_core::ports::{BlobStore, Clock, Item, ItemStore, Query, UpdateOp};
@@ -187,40 +186,4 @@ async fn fs_blob_store_rejects_unsafe_keys() {
     }
     assert!(!dir.path().join("escape").exists());
     assert!(store.list("../", None, 10).await.unwrap().is_empty());
-}
-
-/// Write throughput smoke check: `cargo test -p sightline-store-local --release -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore]
-async fn sqlite_write_throughput() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteItemStore::open(&dir.path().join("t.db"), clock()).unwrap());
-    let n = 20_000;
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..8)
-        .map(|t| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for i in 0..n / 8 {
-                    store
-                        .update(
-                            "P",
-                            &format!("{t}-{}", i % 100),
-                            &[UpdateOp::add("n", 1)],
-                            None,
-                        )
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{n} conditional-path updates in {secs:.2}s = {:.0}/s",
-        f64::from(n) / secs
-    );
 }
