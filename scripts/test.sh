@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # THE test command of Sightline: formatting, lints, the wasm32 check of the core, every Rust
-# test, then the end-to-end tests with the official TraceKit Python SDK against a real
-# `sightline serve`.
+# test, then the end-to-end tests with the official TraceKit Python SDK and with real
+# OpenTelemetry exporters (Python protobuf, Node JSON) against a real `sightline serve`.
 #
 #   ./scripts/test.sh              every step, in order (stops at the first failure)
 #   ./scripts/test.sh fmt clippy   only the named steps
 #   KEEP_GOING=1 ./scripts/test.sh every step even after a failure (exit status still non-zero)
 #
-# Steps: fmt clippy wasm test build python-setup python-e2e
+# Steps: fmt clippy wasm test build python-setup python-e2e node-setup otel-e2e
 # Needs: rustup (the toolchain comes from rust-toolchain.toml), python3 (3.11+) with venv/pip,
-# and access to the crate and PyPI registries. Logs: target/test-output/<step>.log.
+# node (20.6+) with npm, and access to the crate, PyPI and npm registries.
+# Logs: target/test-output/<step>.log.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,7 +24,7 @@ fi
 OUT="$REPO/target/test-output"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 VENV="$REPO/.venv/sdk-python"
-ALL_STEPS=(fmt clippy wasm test build python-setup python-e2e)
+ALL_STEPS=(fmt clippy wasm test build python-setup python-e2e node-setup otel-e2e)
 if [[ $# -gt 0 ]]; then STEPS=("$@"); else STEPS=("${ALL_STEPS[@]}"); fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
@@ -84,6 +85,13 @@ step_python_e2e() {
     PYTHONDONTWRITEBYTECODE=1 \
     "$VENV/bin/python" -m unittest discover -s "$REPO/tests/sdk-python" -t "$REPO/tests/sdk-python" -v
 }
+step_node_setup() { "$REPO/scripts/setup-node.sh"; }
+step_otel_e2e() {
+  SIGHTLINE_BIN="$TARGET_DIR/debug/sightline" \
+    SIGHTLINE_TEST_OUTPUT="$OUT/otel" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    "$VENV/bin/python" -m unittest discover -s "$REPO/tests/otel" -t "$REPO/tests/otel" -v
+}
 
 for step in "${STEPS[@]}"; do
   case "$step" in
@@ -94,6 +102,8 @@ for step in "${STEPS[@]}"; do
     build) run_step build "cargo build -p sightline-local" step_build ;;
     python-setup) run_step python-setup "scripts/setup-python.sh (tracekit-apm 1.4.1 venv)" step_python_setup ;;
     python-e2e) run_step python-e2e "Python SDK end-to-end tests (tests/sdk-python)" step_python_e2e ;;
+    node-setup) run_step node-setup "scripts/setup-node.sh (npm ci in tests/otel/node)" step_node_setup ;;
+    otel-e2e) run_step otel-e2e "OpenTelemetry exporter end-to-end tests (tests/otel)" step_otel_e2e ;;
     *)
       echo "unknown step '$step' (steps: ${ALL_STEPS[*]})" >&2
       exit 2

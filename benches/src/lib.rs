@@ -13,12 +13,14 @@ use serde_json::{json, Value};
 use sightline_core::app::{BootstrapOutcome, Config, Ports};
 use sightline_core::model::{Principal, Scope};
 use sightline_core::ports::{
-    BlobStore, Clock, Condition, IdGen, Item, ItemStore, Page, Query, StoreResult, UpdateOp,
+    BlobStore, Clock, Condition, Item, ItemStore, Page, Query, StoreResult, UpdateOp,
 };
 use sightline_core::wire::CaptureRequest;
 use sightline_core::Sightline;
 use sightline_http::hub::Hub;
-use sightline_store_local::{open_local_store, MemoryBlobStore, MemoryItemStore, SystemClock};
+use sightline_store_local::{
+    open_local_store, MemoryBlobStore, MemoryItemStore, RandomIds, SystemClock,
+};
 
 /// Service every benchmark captures for.
 pub const SERVICE: &str = "checkout-api";
@@ -86,7 +88,7 @@ pub fn variables() -> Value {
             "api_key": "sk_test_abcdefghijklmnop"
         },
         "feature_flags": {"new_checkout": true, "one_click": false, "variant": "B"},
-        "metrics": [0.12, 0.98, 13.5, 42, 7, 1024, 65535, 3.14159],
+        "metrics": [0.12, 0.98, 13.5, 42, 7, 1024, 65535, 0.375],
         "message": "Processing checkout for cart with 4 items; applying regional tax rules before capture"
     })
 }
@@ -117,16 +119,6 @@ pub fn capture_body(breakpoint_id: &str, seq: u64) -> Value {
         "captured_at": ms,
         "idempotency_key": format!("bench-{seq:016x}"),
     })
-}
-
-/// Random ids from the OS generator (as the `sightline` binary uses).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RandomIds;
-
-impl IdGen for RandomIds {
-    fn random_hex128(&self) -> String {
-        uuid::Uuid::new_v4().simple().to_string()
-    }
 }
 
 /// Which stores a [`Harness`] runs on.
@@ -235,8 +227,7 @@ impl RecordingStore {
     }
 
     pub fn set_enabled(&self, on: bool) {
-        self.enabled
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+        self.enabled.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The recorded operations, and clears them.

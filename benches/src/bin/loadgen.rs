@@ -32,7 +32,10 @@ enum Mode {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", about = "Bounded HTTP load against a Sightline server")]
+#[command(
+    name = "loadgen",
+    about = "Bounded HTTP load against a Sightline server"
+)]
 struct Args {
     /// Server base URL, e.g. http://127.0.0.1:8081
     #[arg(long)]
@@ -260,7 +263,9 @@ async fn worker(
         if measuring {
             stats.latencies_us.push(micros(done - sent));
             if let Some(at) = next_send {
-                stats.scheduled_us.push(micros(done.saturating_duration_since(at)));
+                stats
+                    .scheduled_us
+                    .push(micros(done.saturating_duration_since(at)));
                 if sent.saturating_duration_since(at) > Duration::from_millis(1) {
                     stats.late_sends += 1;
                 }
@@ -309,7 +314,13 @@ async fn send(shared: &Shared) -> Result<u16, &'static str> {
         .header("x-api-key", &shared.key)
         .send()
         .await
-        .map_err(|e| if e.is_timeout() { "timeout" } else { "transport" })?;
+        .map_err(|e| {
+            if e.is_timeout() {
+                "timeout"
+            } else {
+                "transport"
+            }
+        })?;
     let status = resp.status().as_u16();
     resp.bytes().await.map_err(|_| "body")?;
     Ok(status)

@@ -60,7 +60,10 @@ fn pure_steps(n: u64) -> anyhow::Result<()> {
     let req = CaptureRequest::parse(&body)?;
     let cond = Condition::compile("amount > 1")?;
     let scrubber = Scrubber::builtin();
-    println!("== CPU of the pure steps (median of 7 batches of {n}; body {} B, variables {vars_len} B)", body.len());
+    println!(
+        "== CPU of the pure steps (median of 7 batches of {n}; body {} B, variables {vars_len} B)",
+        body.len()
+    );
     let parse = per_call(n, || {
         std::hint::black_box(CaptureRequest::parse(std::hint::black_box(&body)).is_ok());
     });
@@ -85,7 +88,13 @@ fn pure_steps(n: u64) -> anyhow::Result<()> {
         std::hint::black_box(scrubber.scrub_request_context(&mut c));
     });
     let dedup_key = per_call(n, || {
-        let content = json!([req.variables, req.stack_trace, req.expression_results, req.trace_id, req.span_id]);
+        let content = json!([
+            req.variables,
+            req.stack_trace,
+            req.expression_results,
+            req.trace_id,
+            req.span_id
+        ]);
         let text = format!("bp\0{}\0{content}", req.captured_at_raw);
         std::hint::black_box(sightline_core::app::sha256_hex(text.as_bytes()));
     });
@@ -94,13 +103,29 @@ fn pure_steps(n: u64) -> anyhow::Result<()> {
         std::hint::black_box(payload.to_string());
     });
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!("  parse body (CaptureRequest::parse)      {:8.2} µs", us(parse));
-    println!("  condition (context clone + evaluate)    {:8.2} µs", us(condition));
-    println!("  scrub variables (excl. clone)           {:8.2} µs  = {:.0} MB/s", us(scrub), vars_len as f64 / scrub.as_secs_f64().max(1e-12) / 1e6);
-    println!("  scrub request context                   {:8.2} µs", us(scrub_ctx));
+    println!(
+        "  parse body (CaptureRequest::parse)      {:8.2} µs",
+        us(parse)
+    );
+    println!(
+        "  condition (context clone + evaluate)    {:8.2} µs",
+        us(condition)
+    );
+    println!(
+        "  scrub variables (excl. clone)           {:8.2} µs  = {:.0} MB/s",
+        us(scrub),
+        vars_len as f64 / scrub.as_secs_f64().max(1e-12) / 1e6
+    );
+    println!(
+        "  scrub request context                   {:8.2} µs",
+        us(scrub_ctx)
+    );
     println!("  dedup key without idempotency_key       {:8.2} µs  (content JSON + sha256; not taken with a key)", us(dedup_key));
     println!("  serialise payload once                  {:8.2} µs  (a stored item is serialised again by SQLite's adapter)", us(serialise));
-    println!("  clone variables                         {:8.2} µs", us(clone));
+    println!(
+        "  clone variables                         {:8.2} µs",
+        us(clone)
+    );
     Ok(())
 }
 
@@ -117,7 +142,10 @@ async fn primitives(n: u64) -> anyhow::Result<()> {
         batches.push(t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX));
     }
     batches.sort();
-    println!("  tokio spawn_blocking round trip (empty)  {:8.2} µs", batches[3].as_secs_f64() * 1e6);
+    println!(
+        "  tokio spawn_blocking round trip (empty)  {:8.2} µs",
+        batches[3].as_secs_f64() * 1e6
+    );
 
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("raw.db");
@@ -129,7 +157,8 @@ async fn primitives(n: u64) -> anyhow::Result<()> {
          PRIMARY KEY (pk, sk)) WITHOUT ROWID; \
          CREATE INDEX items_expires_at ON items (expires_at) WHERE expires_at IS NOT NULL;",
     )?;
-    let reader = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let reader =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let attrs = serde_json::to_string(&capture_body("0f8fad5b-d9cb-469f-a165-70867728950e", 1))?;
     let upsert = "INSERT INTO items (pk, sk, attrs, expires_at) VALUES (?1, ?2, ?3, ?4) \
                   ON CONFLICT (pk, sk) DO UPDATE SET attrs = excluded.attrs, expires_at = excluded.expires_at";
@@ -137,8 +166,12 @@ async fn primitives(n: u64) -> anyhow::Result<()> {
     let mut seq = 0_u64;
     let mut put = || -> rusqlite::Result<()> {
         seq += 1;
-        conn.prepare_cached(upsert)?
-            .execute(rusqlite::params!["P#default#SNAP", format!("{seq:020}"), attrs, 2_000_000_000_i64])?;
+        conn.prepare_cached(upsert)?.execute(rusqlite::params![
+            "P#default#SNAP",
+            format!("{seq:020}"),
+            attrs,
+            2_000_000_000_i64
+        ])?;
         Ok(())
     };
     let t = Instant::now();
@@ -151,13 +184,21 @@ async fn primitives(n: u64) -> anyhow::Result<()> {
     for _ in 0..n {
         seq2 += 1;
         // What a conditional put/update does: BEGIN IMMEDIATE, read, write, COMMIT.
-        let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let _: Option<String> = tx
             .prepare_cached(select)?
-            .query_row(rusqlite::params!["P#default#SERVICES", "checkout-api", 0], |r| r.get(0))
+            .query_row(
+                rusqlite::params!["P#default#SERVICES", "checkout-api", 0],
+                |r| r.get(0),
+            )
             .ok();
-        tx.prepare_cached(upsert)?
-            .execute(rusqlite::params!["P#default#DEDUP", format!("d{seq2:020}"), "{}", 2_000_000_000_i64])?;
+        tx.prepare_cached(upsert)?.execute(rusqlite::params![
+            "P#default#DEDUP",
+            format!("d{seq2:020}"),
+            "{}",
+            2_000_000_000_i64
+        ])?;
         tx.commit()?;
     }
     let tx_put = t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX);
@@ -167,23 +208,42 @@ async fn primitives(n: u64) -> anyhow::Result<()> {
         put()?;
         let _: Option<String> = reader
             .prepare_cached(select)?
-            .query_row(rusqlite::params!["P#default#SNAP", format!("{:020}", i + 1), 0], |r| r.get(0))
+            .query_row(
+                rusqlite::params!["P#default#SNAP", format!("{:020}", i + 1), 0],
+                |r| r.get(0),
+            )
             .ok();
     }
-    let put_then_read = (t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX)).saturating_sub(autocommit);
+    let put_then_read =
+        (t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX)).saturating_sub(autocommit);
     let t = Instant::now();
     for i in 0..n {
         let _: Option<String> = reader
             .prepare_cached(select)?
-            .query_row(rusqlite::params!["P#default#SNAP", format!("{:020}", i + 1), 0], |r| r.get(0))
+            .query_row(
+                rusqlite::params!["P#default#SNAP", format!("{:020}", i + 1), 0],
+                |r| r.get(0),
+            )
             .ok();
     }
     let read_warm = t.elapsed() / u32::try_from(n).unwrap_or(u32::MAX);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!("  sqlite upsert 2 KB row, autocommit        {:8.2} µs", us(autocommit));
-    println!("  sqlite BEGIN + point read + upsert + COMMIT {:6.2} µs", us(tx_put));
-    println!("  sqlite point read, other conn just wrote  {:8.2} µs", us(put_then_read));
-    println!("  sqlite point read, no writes in between   {:8.2} µs", us(read_warm));
+    println!(
+        "  sqlite upsert 2 KB row, autocommit        {:8.2} µs",
+        us(autocommit)
+    );
+    println!(
+        "  sqlite BEGIN + point read + upsert + COMMIT {:6.2} µs",
+        us(tx_put)
+    );
+    println!(
+        "  sqlite point read, other conn just wrote  {:8.2} µs",
+        us(put_then_read)
+    );
+    println!(
+        "  sqlite point read, no writes in between   {:8.2} µs",
+        us(read_warm)
+    );
     Ok(())
 }
 
@@ -205,7 +265,12 @@ async fn store_ops(backend: Backend, n: u64) -> anyhow::Result<()> {
     }
     let wall = t.elapsed();
     h.recorder.set_enabled(false);
-    report(&format!("{}: capture, sequential", backend.name()), n, wall, &h.recorder.take());
+    report(
+        &format!("{}: capture, sequential", backend.name()),
+        n,
+        wall,
+        &h.recorder.take(),
+    );
 
     // 32 in flight.
     h.recorder.set_enabled(true);
@@ -227,7 +292,12 @@ async fn store_ops(backend: Backend, n: u64) -> anyhow::Result<()> {
     }
     let wall = t.elapsed();
     h.recorder.set_enabled(false);
-    report(&format!("{}: capture, 32 in flight", backend.name()), done, wall, &h.recorder.take());
+    report(
+        &format!("{}: capture, 32 in flight", backend.name()),
+        done,
+        wall,
+        &h.recorder.take(),
+    );
 
     // Sequential polls.
     h.recorder.set_enabled(true);
@@ -237,7 +307,12 @@ async fn store_ops(backend: Backend, n: u64) -> anyhow::Result<()> {
     }
     let wall = t.elapsed();
     h.recorder.set_enabled(false);
-    report(&format!("{}: poll, sequential", backend.name()), n, wall, &h.recorder.take());
+    report(
+        &format!("{}: poll, sequential", backend.name()),
+        n,
+        wall,
+        &h.recorder.take(),
+    );
     Ok(())
 }
 
@@ -249,13 +324,19 @@ fn report(title: &str, n: u64, wall: Duration, ops: &std::collections::BTreeMap<
         n as f64 / wall.as_secs_f64(),
         per * 1e6
     );
-    println!("  {:<40} {:>8} {:>10} {:>12}", "store operation", "per op", "mean µs", "µs per call");
+    println!(
+        "  {:<40} {:>8} {:>10} {:>12}",
+        "store operation", "per op", "mean µs", "µs per call"
+    );
     let mut store_total = 0.0;
     for (k, s) in ops {
         let mean = s.total.as_secs_f64() / s.count.max(1) as f64 * 1e6;
         let per_call = s.total.as_secs_f64() / n as f64 * 1e6;
         store_total += per_call;
-        println!("  {k:<40} {:>8.2} {mean:>10.1} {per_call:>12.1}", s.count as f64 / n as f64);
+        println!(
+            "  {k:<40} {:>8.2} {mean:>10.1} {per_call:>12.1}",
+            s.count as f64 / n as f64
+        );
     }
     println!(
         "  store time per call {store_total:.1} µs of {:.1} µs wall ({:.0}%; >100% means overlapping calls)",

@@ -27,6 +27,7 @@ pub(crate) const CASES: &[Case<dyn ItemStore>] = &[
         update_creates_absent_item(c).boxed()
     }),
     ("update_add", |c| update_add(c).boxed()),
+    ("update_add_f64", |c| update_add_f64(c).boxed()),
     ("update_set_if_not_exists", |c| {
         update_set_if_not_exists(c).boxed()
     }),
@@ -418,6 +419,26 @@ async fn update_add(c: C) {
     assert_eq!(got.get_i64("n"), Some(3));
     let stored = c.store.get(&pk, "k").await.expect("get").expect("present");
     assert_eq!(stored.get_i64("n"), Some(3));
+}
+
+async fn update_add_f64(c: C) {
+    let pk = c.key("p");
+    let got = c
+        .store
+        .update(&pk, "k", &[UpdateOp::AddF64("total".into(), 1.5)], None)
+        .await
+        .expect("add f64");
+    assert_eq!(got.attrs.get("total").and_then(Value::as_f64), Some(1.5));
+    c.store
+        .update(&pk, "k", &[UpdateOp::AddF64("total".into(), 2.25)], None)
+        .await
+        .expect("add f64 again");
+    let stored = c.store.get(&pk, "k").await.expect("get").expect("present");
+    assert_eq!(
+        stored.attrs.get("total").and_then(Value::as_f64),
+        Some(3.75),
+        "AddF64 accumulates floating-point totals"
+    );
 }
 
 async fn update_set_if_not_exists(c: C) {
