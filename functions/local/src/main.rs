@@ -165,10 +165,13 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
 
     let (mut state, closing) = AppState::new(app, hub);
     state.heartbeat = Duration::from_secs(heartbeat_secs);
-    let snapshot_blobs = data_dir.join("blobs").join("snapshots");
-    let retention = Duration::from_secs(
-        u64::try_from(Config::default().snapshot_retention_secs).unwrap_or(u64::MAX),
-    );
+    // The local counterpart of the S3 lifecycle rules: large payloads leave with their items.
+    let config = state.app.config().clone();
+    let secs = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or(u64::MAX));
+    let blob_retention = [
+        (data_dir.join("blobs").join("snapshots"), secs(config.snapshot_retention_secs)),
+        (data_dir.join("blobs").join("traces"), secs(config.trace_retention_secs)),
+    ];
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -176,12 +179,13 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
             if let Err(e) = items.sweep_expired().await {
                 tracing::warn!(error = %e, "sweeping expired items failed");
             }
-            let dir = snapshot_blobs.clone();
-            let removed = tokio::task::spawn_blocking(move || sweep_old_files(&dir, retention))
-                .await
-                .unwrap_or(0);
-            if removed > 0 {
-                tracing::info!(removed, "removed snapshot payloads past retention");
+            for (dir, max_age) in blob_retention.clone() {
+                let removed = tokio::task::spawn_blocking(move || sweep_old_files(&dir, max_age))
+                    .await
+                    .unwrap_or(0);
+                if removed > 0 {
+                    tracing::info!(removed, "removed payload blobs past retention");
+                }
             }
         }
     });
@@ -198,8 +202,7 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
     Ok(())
 }
 
-/// Deletes files under `dir` older than `max_age`: the local counterpart of the S3
-/// lifecycle rule that expires large snapshot payloads with their items.
+/// Deletes files under `dir` older than `max_age`.
 fn sweep_old_files(dir: &Path, max_age: Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

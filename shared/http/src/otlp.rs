@@ -84,7 +84,11 @@ fn otlp_error(encoding: Option<Encoding>, err: Error) -> Response {
                 _ => 13,
             };
             let body = prost::Message::encode_to_vec(&RpcStatus { code: grpc_code, message: err.message });
-            (status, [(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+            let mut resp = (status, [(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            resp
         }
         _ => ApiError(err).into_response(),
     }
@@ -112,10 +116,23 @@ async fn prepare(state: &AppState, key: Option<String>, req: Request) -> Result<
         }
         return Err(resp);
     }
-    let gzip = headers
+    let content_encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let gzip = match content_encoding.as_str() {
+        "" | "identity" => false,
+        "gzip" => true,
+        other => {
+            let err = Error::new(
+                ErrorKind::UnsupportedMediaType,
+                "unsupported_media_type",
+                format!("Content-Encoding `{other}` is not supported; use gzip or none"),
+            );
+            return Err(otlp_error(Some(encoding), err));
+        }
+    };
     let body: Body = req.into_body();
     let bytes = read_limited(body, MAX_INGEST_BYTES).await.map_err(|e| otlp_error(Some(encoding), e.0))?;
     let bytes = if gzip {

@@ -183,24 +183,14 @@ impl Sightline {
                     bp.function_name = loc.get_str("function_name").unwrap_or_default().to_owned();
                 }
                 if bp.label.is_empty() {
-                    bp.label = loc.get_str("label").map(str::to_owned).unwrap_or_else(|| default_label(&bp.function_name));
+                    bp.label = loc
+                        .get_str("label")
+                        .filter(|l| !l.is_empty())
+                        .map_or_else(|| default_label(&bp.function_name), str::to_owned);
                 }
             }
         }
-        if !bp.function_name.is_empty() && !bp.label.is_empty() {
-            // SDKs cache one breakpoint per (function, label): a second active one there
-            // would never fire predictably.
-            let existing = self.service_breakpoints(&p.project_id, &service).await?;
-            if let Some(other) = existing.iter().find(|b| {
-                b.function_name == bp.function_name && b.label == bp.label && b.inactive(now).is_none()
-            }) {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    "duplicate_breakpoint",
-                    format!("breakpoint {} is already active at {}:{}; update it instead", other.id, bp.function_name, bp.label),
-                ));
-            }
-        }
+        self.ensure_free_call_site(&p.project_id, &bp, now).await?;
         self.touch_service(&p.project_id, &service).await?;
         self.index_breakpoint(&p.project_id, &service, &bp.id).await?;
         let item = Item::new(keys::service(&p.project_id, &service), keys::breakpoint_sk(&bp.id), bp.to_attrs());
@@ -245,6 +235,9 @@ impl Sightline {
         if patch.get("reset_capture_count") == Some(&Value::Bool(true)) {
             ops.push(UpdateOp::set("capture_count", 0));
         }
+        if next.deleted_at.is_none() && (next.enabled || rearm) {
+            self.ensure_free_call_site(&p.project_id, &next, now).await?;
+        }
         ops.push(UpdateOp::set("updated_at", now));
         let pk = keys::service(&p.project_id, &current.service_name);
         let cond = Condition::And(vec![Condition::Exists, Condition::cmp("deleted_at", CmpOp::Eq, Value::Null)]);
@@ -255,6 +248,29 @@ impl Sightline {
         let updated = Breakpoint::from_item(&item).ok_or_else(|| Error::not_found("breakpoint"))?;
         self.announce_breakpoint(&p.project_id, &updated, names::BREAKPOINT_UPDATED);
         Ok(with_drops(&updated, now, &drops_of(&item.attrs)))
+    }
+
+    /// SDKs cache one breakpoint per (function, label): a second active one there would
+    /// never fire predictably, so it is refused (409) with the id of the one to edit.
+    async fn ensure_free_call_site(&self, project: &str, bp: &Breakpoint, now: i64) -> Result<()> {
+        if bp.function_name.is_empty() || bp.label.is_empty() {
+            return Ok(());
+        }
+        let existing = self.service_breakpoints(project, &bp.service_name).await?;
+        let clash = existing.iter().find(|b| {
+            b.id != bp.id && b.function_name == bp.function_name && b.label == bp.label && b.inactive(now).is_none()
+        });
+        match clash {
+            Some(other) => Err(Error::new(
+                ErrorKind::Conflict,
+                "duplicate_breakpoint",
+                format!(
+                    "breakpoint {} is already active at {}:{}; update it instead",
+                    other.id, bp.function_name, bp.label
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `DELETE /api/breakpoints/{id}`: leaves a tombstone for a while so late captures

@@ -100,7 +100,7 @@ impl Sightline {
     async fn store_trace_batch(&self, project: &str, trace_id: &str, spans: &[SpanRecord], ttl: Option<i64>) -> Result<()> {
         let pk = keys::trace(project, trace_id);
         let batch = self.ids.random_hex128()[..16].to_owned();
-        let payload = serde_json::to_string(spans).map_err(|e| Error::new(crate::ErrorKind::Internal, "encode", e.to_string()))?;
+        let payload = serde_json::to_string(spans).map_err(|e| Error::new(crate::ErrorKind::Internal, "internal", e.to_string()))?;
         let mut item_attrs = Map::new();
         item_attrs.insert("span_count".into(), spans.len().into());
         if payload.len() > self.config.inline_payload_bytes {

@@ -250,7 +250,7 @@ impl Sightline {
     }
 
     /// A breakpoint set through the admin API on this call site (same function and
-    /// label) wins over registering a new one; its missing file/line are filled in.
+    /// label) wins over registering a new one; its file/line follow the SDK's.
     async fn active_at_call_site(&self, project: &str, req: &AutoRegisterRequest, derived_id: &str, now: i64) -> Result<Option<Breakpoint>> {
         if req.function_name.is_empty() || req.label.is_empty() {
             return Ok(None);
@@ -261,7 +261,7 @@ impl Sightline {
         }) else {
             return Ok(None);
         };
-        if !bp.file_path.is_empty() || req.file_path.is_empty() {
+        if req.file_path.is_empty() || (bp.file_path == req.file_path && bp.line_number == req.line_number) {
             return Ok(Some(bp));
         }
         let ops = [
