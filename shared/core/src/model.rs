@@ -180,7 +180,49 @@ impl Inactive {
     }
 }
 
+/// Where a breakpoint sits in the code.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallSite {
+    pub file_path: String,
+    pub line_number: i64,
+    pub function_name: String,
+    pub label: String,
+}
+
 impl Breakpoint {
+    /// A new, enabled breakpoint with the vendor defaults (reference §7.4).
+    pub fn new(id: String, service_name: String, site: CallSite, origin: Origin, now_ms: i64) -> Self {
+        Self {
+            id,
+            service_name,
+            file_path: site.file_path,
+            line_number: site.line_number,
+            function_name: site.function_name,
+            label: site.label,
+            enabled: true,
+            condition: None,
+            mode: Mode::Snapshot,
+            capture_expressions: Vec::new(),
+            max_captures: defaults::MAX_CAPTURES,
+            capture_count: 0,
+            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
+            expire_at: Some(now_ms + defaults::EXPIRY_MS),
+            idle_timeout_hours: Some(defaults::IDLE_TIMEOUT_HOURS),
+            stack_depth: None,
+            max_depth: Some(defaults::MAX_DEPTH),
+            max_payload_bytes: None,
+            origin,
+            created_at: now_ms,
+            updated_at: now_ms,
+            last_captured_at: None,
+            drop_count: 0,
+            disabled_reason: None,
+            deleted_at: None,
+            rate_window: 0,
+            rate_count: 0,
+        }
+    }
+
     pub fn condition_eval(&self) -> Option<ConditionEval> {
         self.condition.as_deref().filter(|c| !c.trim().is_empty()).map(classify)
     }

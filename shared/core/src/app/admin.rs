@@ -8,7 +8,7 @@ use crate::condition::{classify, Condition as Expr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::names;
 use crate::keys;
-use crate::model::{defaults, drops_of, Breakpoint, Mode, Origin, Principal};
+use crate::model::{defaults, drops_of, Breakpoint, CallSite, Mode, Origin, Principal};
 use crate::pii::{CustomPattern, Scrubber};
 use crate::ports::{CmpOp, Condition, Item, Query, UpdateOp};
 use crate::timefmt::{format_ms, parse_timestamp_ms};
@@ -133,35 +133,18 @@ impl Sightline {
             .ok_or_else(|| Error::bad_request("missing_field", "`service_name` is required"))?;
         validate_service_name(&service)?;
         let now = self.now_ms();
-        let mut bp = Breakpoint {
-            id: self.new_uuid(),
-            service_name: service.clone(),
-            file_path: field_string(&m, "file_path", MAX_PATH_LEN)?.unwrap_or_default(),
-            line_number: bounded("line_number", field_int(&m, "line_number")?, 0, i64::from(i32::MAX))?.unwrap_or(0),
-            function_name: field_string(&m, "function_name", MAX_NAME_LEN)?.unwrap_or_default(),
-            label: field_string(&m, "label", MAX_NAME_LEN)?.unwrap_or_default(),
-            enabled: true,
-            condition: None,
-            mode: Mode::Snapshot,
-            capture_expressions: Vec::new(),
-            max_captures: defaults::MAX_CAPTURES,
-            capture_count: 0,
-            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
-            expire_at: Some(now + defaults::EXPIRY_MS),
-            idle_timeout_hours: Some(defaults::IDLE_TIMEOUT_HOURS),
-            stack_depth: None,
-            max_depth: Some(defaults::MAX_DEPTH),
-            max_payload_bytes: None,
-            origin: Origin::Manual,
-            created_at: now,
-            updated_at: now,
-            last_captured_at: None,
-            drop_count: 0,
-            disabled_reason: None,
-            deleted_at: None,
-            rate_window: 0,
-            rate_count: 0,
-        };
+        let mut bp = Breakpoint::new(
+            self.new_uuid(),
+            service.clone(),
+            CallSite {
+                file_path: field_string(&m, "file_path", MAX_PATH_LEN)?.unwrap_or_default(),
+                line_number: bounded("line_number", field_int(&m, "line_number")?, 0, i64::from(i32::MAX))?.unwrap_or(0),
+                function_name: field_string(&m, "function_name", MAX_NAME_LEN)?.unwrap_or_default(),
+                label: field_string(&m, "label", MAX_NAME_LEN)?.unwrap_or_default(),
+            },
+            Origin::Manual,
+            now,
+        );
         let mut patch = m.clone();
         for k in ["service_name", "file_path", "line_number", "function_name", "label"] {
             patch.remove(k);

@@ -7,7 +7,7 @@ use super::{lock, sha256_hex, sse_path, uuid_format, Sightline};
 use crate::error::{Error, Result};
 use crate::events::{names, Audience};
 use crate::keys;
-use crate::model::{defaults, Breakpoint, DropReason, Mode, Origin, Principal};
+use crate::model::{Breakpoint, CallSite, DropReason, Origin, Principal};
 use crate::pii::{CustomPattern, Scrubber};
 use crate::ports::{Condition, Item, Query, StoreError, UpdateOp};
 use crate::wire::{validate_service_name, AutoRegisterRequest, CheckinRequest};
@@ -189,35 +189,18 @@ impl Sightline {
         }
         self.index_breakpoint(project, service, &id).await?;
 
-        let bp = Breakpoint {
-            id: id.clone(),
-            service_name: service.clone(),
-            file_path: req.file_path.clone(),
-            line_number: req.line_number,
-            function_name: req.function_name.clone(),
-            label: req.label.clone(),
-            enabled: true,
-            condition: None,
-            mode: Mode::Snapshot,
-            capture_expressions: Vec::new(),
-            max_captures: defaults::MAX_CAPTURES,
-            capture_count: 0,
-            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
-            expire_at: Some(now + defaults::EXPIRY_MS),
-            idle_timeout_hours: Some(defaults::IDLE_TIMEOUT_HOURS),
-            stack_depth: None,
-            max_depth: Some(defaults::MAX_DEPTH),
-            max_payload_bytes: None,
-            origin: Origin::AutoRegister,
-            created_at: now,
-            updated_at: now,
-            last_captured_at: None,
-            drop_count: 0,
-            disabled_reason: None,
-            deleted_at: None,
-            rate_window: 0,
-            rate_count: 0,
-        };
+        let bp = Breakpoint::new(
+            id.clone(),
+            service.clone(),
+            CallSite {
+                file_path: req.file_path.clone(),
+                line_number: req.line_number,
+                function_name: req.function_name.clone(),
+                label: req.label.clone(),
+            },
+            Origin::AutoRegister,
+            now,
+        );
         let pk = keys::service(project, service);
         let item = Item::new(pk.clone(), keys::breakpoint_sk(&id), bp.to_attrs());
         match self.items.put(item, Some(Condition::NotExists)).await {
