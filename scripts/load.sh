@@ -7,7 +7,8 @@
 # and prints one JSON object per run (plus the server's CPU seconds during it). The server
 # and the load generator share the machine's cores. Every step is bounded by `timeout`.
 #
-# Usage: scripts/load.sh            (env overrides below; RESULTS_DIR=dir keeps the JSON)
+# Usage: scripts/load.sh            (env overrides below; RESULTS_DIR=dir keeps the JSON;
+#        SKIP_BUILD=1 SIGHTLINE_BIN=… LOADGEN_BIN=… run prebuilt binaries)
 set -euo pipefail
 
 CAPTURE_CONCURRENCY=${CAPTURE_CONCURRENCY:-32}
@@ -26,8 +27,8 @@ if [ "$SKIP_BUILD" != 1 ]; then
     timeout 3600 cargo build --release -p sightline-local --bin sightline -p sightline-benches --bin loadgen
 fi
 TARGET_DIR=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-SIGHTLINE="$TARGET_DIR/release/sightline"
-LOADGEN="$TARGET_DIR/release/loadgen"
+SIGHTLINE=${SIGHTLINE_BIN:-$TARGET_DIR/release/sightline}
+LOADGEN=${LOADGEN_BIN:-$TARGET_DIR/release/loadgen}
 
 DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sightline-load.XXXXXX")
 SERVER_LOG="$DATA_DIR/server.log"

@@ -37,14 +37,23 @@ pub(crate) fn start(
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let (shutdown_tx, shutdown_rx) = watch::channel(None::<Instant>);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("sightline".into())
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                runtime.block_on(run(shared.clone(), http, captures, registrations, shutdown_rx));
+                runtime.block_on(run(
+                    shared.clone(),
+                    http,
+                    captures,
+                    registrations,
+                    shutdown_rx,
+                ));
                 // Drops every remaining task (sleeping re-polls, an open SSE stream).
                 runtime.shutdown_timeout(Duration::from_millis(200));
             }));
@@ -54,7 +63,11 @@ pub(crate) fn start(
             let _ = done_tx.send(());
         })
         .map_err(|e| e.to_string())?;
-    Ok(Background { thread, done: done_rx, shutdown: shutdown_tx })
+    Ok(Background {
+        thread,
+        done: done_rx,
+        shutdown: shutdown_tx,
+    })
 }
 
 async fn run(
@@ -131,7 +144,11 @@ async fn upload_loop(
 
 async fn process(sh: &Arc<Shared>, http: &reqwest::Client, job: Job) {
     // Disarmed on completion; a drop before that (shutdown deadline) counts as abandoned.
-    let mut guard = AbandonGuard { sh: sh.clone(), bp: job.bp.clone(), armed: true };
+    let mut guard = AbandonGuard {
+        sh: sh.clone(),
+        bp: job.bp.clone(),
+        armed: true,
+    };
     let deadline = job.enqueued + sh.config.capture_timeout;
     match tokio::time::timeout_at(deadline.into(), deliver(sh, http, job)).await {
         Ok(()) => {}
@@ -160,7 +177,14 @@ impl Drop for AbandonGuard {
 }
 
 async fn deliver(sh: &Arc<Shared>, http: &reqwest::Client, job: Job) {
-    let Job { bp, checkin, mut body, backtrace, stack_limit, .. } = job;
+    let Job {
+        bp,
+        checkin,
+        mut body,
+        backtrace,
+        stack_limit,
+        ..
+    } = job;
     if sh.killed.load(Ordering::Acquire) {
         bp.release();
         inc(&sh.stats.dropped_inactive);
@@ -168,15 +192,12 @@ async fn deliver(sh: &Arc<Shared>, http: &reqwest::Client, job: Job) {
     }
     if checkin {
         let variables = body.get("variables").cloned().unwrap_or(Value::Null);
-        match checkin_decision(sh, http, &bp.id, variables).await {
-            Some(false) => {
-                bp.release();
-                inc(&sh.stats.checkin_skipped);
-                return;
-            }
-            // `None` (check-in unavailable): upload anyway; the server evaluates the condition
-            // again on capture and drops a non-matching snapshot.
-            Some(true) | None => {}
+        // `None` (check-in unavailable) uploads anyway: the server evaluates the condition
+        // again on capture and drops a non-matching snapshot.
+        if checkin_decision(sh, http, &bp.id, variables).await == Some(false) {
+            bp.release();
+            inc(&sh.stats.checkin_skipped);
+            return;
         }
     }
     let admission = lock(&sh.breaker).allow(Instant::now());
@@ -189,7 +210,9 @@ async fn deliver(sh: &Arc<Shared>, http: &reqwest::Client, job: Job) {
         Admission::Resumed => tracing::info!("sightline: code monitoring resumed"),
         Admission::Allowed => {}
     }
-    let stack = backtrace.map(|b| format_backtrace(&b.to_string(), stack_limit)).unwrap_or_default();
+    let stack = backtrace
+        .map(|b| format_backtrace(&b.to_string(), stack_limit))
+        .unwrap_or_default();
     body.insert("stack_trace".into(), stack.into());
     let body = Value::Object(body);
     let url = format!("{}/sdk/snapshots/capture", sh.base_url);
@@ -254,7 +277,12 @@ fn record_failure(sh: &Shared) {
 }
 
 /// `POST /sdk/snapshots/checkin`: `Some(capture?)`, or `None` when the server could not say.
-async fn checkin_decision(sh: &Shared, http: &reqwest::Client, id: &str, variables: Value) -> Option<bool> {
+async fn checkin_decision(
+    sh: &Shared,
+    http: &reqwest::Client,
+    id: &str,
+    variables: Value,
+) -> Option<bool> {
     let resp = http
         .post(format!("{}/sdk/snapshots/checkin", sh.base_url))
         .header("X-API-Key", &sh.config.api_key)
@@ -272,13 +300,19 @@ async fn checkin_decision(sh: &Shared, http: &reqwest::Client, id: &str, variabl
     let v = read_json(resp).await?;
     match v.get("capture").and_then(Value::as_bool) {
         Some(b) => Some(b),
-        None => v.get("decision").and_then(Value::as_str).map(|d| d == "capture"),
+        None => v
+            .get("decision")
+            .and_then(Value::as_str)
+            .map(|d| d == "capture"),
     }
 }
 
 /// Reads a JSON body of at most [`MAX_RESPONSE_BYTES`].
 async fn read_json(resp: reqwest::Response) -> Option<Value> {
-    if resp.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
         return None;
     }
     let mut body = Vec::new();
@@ -295,12 +329,16 @@ async fn read_json(resp: reqwest::Response) -> Option<Value> {
 
 // ---------------------------------------------------------------- registration
 
-async fn register_loop(sh: Arc<Shared>, http: reqwest::Client, mut rx: mpsc::Receiver<Registration>) {
+async fn register_loop(
+    sh: Arc<Shared>,
+    http: reqwest::Client,
+    mut rx: mpsc::Receiver<Registration>,
+) {
     while let Some(reg) = rx.recv().await {
         if !sh.active.load(Ordering::Acquire) {
             // Kill switch or shutdown: no registration; let a later call try again.
             if let Some(site) = reg.site {
-                crate::client::reset_registered(site);
+                crate::client::reset_registered(site, sh.instance);
             }
             continue;
         }
@@ -357,8 +395,13 @@ async fn sync_loop(sh: Arc<Shared>, http: reqwest::Client) {
         if let Some(task) = sse.as_mut().filter(|t| t.is_finished()) {
             let got_init = task.await.unwrap_or(false);
             sse = None;
-            sse_failures = if got_init { 1 } else { sse_failures.saturating_add(1) };
-            let backoff = Duration::from_secs(1u64 << sse_failures.min(6)).min(Duration::from_secs(60));
+            sse_failures = if got_init {
+                1
+            } else {
+                sse_failures.saturating_add(1)
+            };
+            let backoff =
+                Duration::from_secs(1u64 << sse_failures.min(6)).min(Duration::from_secs(60));
             sse_next_try = Instant::now() + backoff;
         }
         let killed = sh.killed.load(Ordering::Acquire);
@@ -370,11 +413,18 @@ async fn sync_loop(sh: Arc<Shared>, http: reqwest::Client) {
         let want_sse = !killed && sse.is_none() && sse_endpoint.is_some();
         if want_sse && Instant::now() >= sse_next_try {
             if let Some(path) = &sse_endpoint {
-                sse = Some(tokio::spawn(sse_session(sh.clone(), http.clone(), path.clone())));
+                sse = Some(tokio::spawn(sse_session(
+                    sh.clone(),
+                    http.clone(),
+                    path.clone(),
+                )));
             }
         }
-        let interval =
-            if killed { sh.config.kill_switch_poll_interval } else { sh.config.poll_interval };
+        let interval = if killed {
+            sh.config.kill_switch_poll_interval
+        } else {
+            sh.config.poll_interval
+        };
         let retry_sse_at = (want_sse && sse.is_none()).then_some(sse_next_try);
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -391,14 +441,21 @@ async fn sync_loop(sh: Arc<Shared>, http: reqwest::Client) {
 
 /// One poll; replaces the cache. Returns the SSE path when the server offers one.
 async fn poll_once(sh: &Arc<Shared>, http: &reqwest::Client) -> Option<String> {
-    let url = format!("{}/sdk/snapshots/active/{}", sh.base_url, sh.config.service_name);
+    let url = format!(
+        "{}/sdk/snapshots/active/{}",
+        sh.base_url, sh.config.service_name
+    );
     let events: Vec<Value> = lock(&sh.pending_events).clone();
     let req = if events.is_empty() {
         http.get(&url)
     } else {
         http.post(&url).json(&json!({"events": events}))
     };
-    let resp = req.header("X-API-Key", &sh.config.api_key).timeout(sh.config.request_timeout).send().await;
+    let resp = req
+        .header("X-API-Key", &sh.config.api_key)
+        .timeout(sh.config.request_timeout)
+        .send()
+        .await;
     let body = match resp {
         Ok(r) if r.status().is_success() => read_json(r).await,
         Ok(r) => {
@@ -429,8 +486,15 @@ async fn poll_once(sh: &Arc<Shared>, http: &reqwest::Client) -> Option<String> {
 
 /// Applies a poll response or SSE `init`: the whole cache and the kill switch.
 fn apply_state(sh: &Shared, body: &Value) {
-    let killed = body.get("kill_switch").and_then(Value::as_bool).unwrap_or(false);
-    let list = body.get("breakpoints").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let killed = body
+        .get("kill_switch")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let list = body
+        .get("breakpoints")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     sh.index.store(Arc::new(Index::from_list(list)));
     sh.set_killed(killed);
 }

@@ -27,7 +27,11 @@ pub struct CircuitBreaker {
 
 impl CircuitBreaker {
     pub fn new(config: CircuitBreakerConfig) -> Self {
-        Self { config, failures: VecDeque::new(), opened_at: None }
+        Self {
+            config,
+            failures: VecDeque::new(),
+            opened_at: None,
+        }
     }
 
     /// Whether a capture may be sent at `now`; closes the breaker once the cooldown is over.
@@ -45,7 +49,8 @@ impl CircuitBreaker {
 
     /// Whether the breaker is open at `now` (without changing state).
     pub fn is_open(&self, now: Instant) -> bool {
-        self.opened_at.is_some_and(|at| now.saturating_duration_since(at) < self.config.cooldown)
+        self.opened_at
+            .is_some_and(|at| now.saturating_duration_since(at) < self.config.cooldown)
     }
 
     /// Records a counted failure (network error, timeout or 5xx of a capture upload).
@@ -55,7 +60,11 @@ impl CircuitBreaker {
             return false;
         }
         let window = self.config.window;
-        while self.failures.front().is_some_and(|t| now.saturating_duration_since(*t) >= window) {
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+        {
             self.failures.pop_front();
         }
         self.failures.push_back(now);
@@ -97,9 +106,16 @@ mod tests {
         assert!(b.record_failure(t0 + s(20)), "third failure in 60 s trips");
         assert!(b.is_open(t0 + s(21)));
         assert_eq!(b.allow(t0 + s(21)), Admission::Open);
-        assert!(!b.record_failure(t0 + s(22)), "failures while open do not re-trip");
+        assert!(
+            !b.record_failure(t0 + s(22)),
+            "failures while open do not re-trip"
+        );
         assert_eq!(b.allow(t0 + s(319)), Admission::Open);
-        assert_eq!(b.allow(t0 + s(320)), Admission::Resumed, "cooldown counts from the trip");
+        assert_eq!(
+            b.allow(t0 + s(320)),
+            Admission::Resumed,
+            "cooldown counts from the trip"
+        );
         assert_eq!(b.allow(t0 + s(321)), Admission::Allowed);
         assert!(!b.is_open(t0 + s(321)));
         // Failures were cleared on resume.

@@ -54,8 +54,15 @@ impl Breakpoint {
             return None;
         }
         let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-        let int = |k: &str| m.get(k).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
-        let usize_opt = |k: &str| int(k).filter(|n| *n > 0).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let int = |k: &str| {
+            m.get(k)
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+        };
+        let usize_opt = |k: &str| {
+            int(k)
+                .filter(|n| *n > 0)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
         let condition = match m.get("condition").and_then(Value::as_str).map(str::trim) {
             None | Some("") => ConditionCheck::None,
             Some(src) => match m.get("condition_eval").and_then(Value::as_str) {
@@ -69,12 +76,20 @@ impl Breakpoint {
         let capture_expressions = m
             .get("capture_expressions")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).take(64).map(str::to_owned).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .take(64)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         Some(Breakpoint {
             id,
             file_path: text("file_path"),
-            line_number: int("line_number").and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            line_number: int("line_number")
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
             function_name: text("function_name"),
             label: text("label"),
             condition,
@@ -97,13 +112,19 @@ impl Breakpoint {
         }
         let left = self.max_captures - self.capture_count;
         self.taken
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| (t < left).then_some(t + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t < left).then_some(t + 1)
+            })
             .is_ok()
     }
 
     /// Gives back a reservation for a capture that was not sent.
     pub fn release(&self) {
-        let _ = self.taken.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| (t > 0).then_some(t - 1));
+        let _ = self
+            .taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t > 0).then_some(t - 1)
+            });
     }
 }
 
@@ -121,7 +142,11 @@ impl Index {
     /// Builds an index from a poll/`init` list (at most [`MAX_BREAKPOINTS`]).
     pub fn from_list(list: &[Value]) -> Index {
         let mut idx = Index::default();
-        for bp in list.iter().filter_map(Breakpoint::from_wire).take(MAX_BREAKPOINTS) {
+        for bp in list
+            .iter()
+            .filter_map(Breakpoint::from_wire)
+            .take(MAX_BREAKPOINTS)
+        {
             idx.upsert(Arc::new(bp));
         }
         idx
@@ -131,14 +156,16 @@ impl Index {
         self.by_id.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// The breakpoint for a call site: the label key first, then file:line. Allocation-free:
     /// `HashMap<String, _>::get` takes `&str`.
     #[inline]
-    pub fn lookup(&self, function: &str, label: &str, file: &str, line: u32) -> Option<&Arc<Breakpoint>> {
+    pub fn lookup(
+        &self,
+        function: &str,
+        label: &str,
+        file: &str,
+        line: u32,
+    ) -> Option<&Arc<Breakpoint>> {
         if self.by_id.is_empty() {
             return None;
         }
@@ -163,14 +190,19 @@ impl Index {
                 .insert(bp.label.clone(), bp.clone());
         }
         if !bp.file_path.is_empty() {
-            self.by_line.entry(bp.file_path.clone()).or_default().insert(bp.line_number, bp.clone());
+            self.by_line
+                .entry(bp.file_path.clone())
+                .or_default()
+                .insert(bp.line_number, bp.clone());
         }
         self.by_id.insert(bp.id.clone(), bp);
     }
 
     /// Removes every entry with that id.
     pub fn remove(&mut self, id: &str) {
-        let Some(old) = self.by_id.remove(id) else { return };
+        let Some(old) = self.by_id.remove(id) else {
+            return;
+        };
         if let Some(m) = self.by_label.get_mut(&old.function_name) {
             if m.get(&old.label).is_some_and(|b| b.id == id) {
                 m.remove(&old.label);
@@ -210,17 +242,27 @@ mod tests {
         ]);
         assert_eq!(idx.len(), 2);
         let id = |r: Option<&Arc<Breakpoint>>| r.map(|b| b.id.clone());
-        assert_eq!(id(idx.lookup("app::f", "l", "elsewhere.rs", 1)).as_deref(), Some("a"));
+        assert_eq!(
+            id(idx.lookup("app::f", "l", "elsewhere.rs", 1)).as_deref(),
+            Some("a")
+        );
         assert_eq!(id(idx.lookup("", "", "src/a.rs", 10)).as_deref(), Some("a"));
-        assert_eq!(id(idx.lookup("app::g", "l", "src/b.rs", 20)).as_deref(), Some("b"));
+        assert_eq!(
+            id(idx.lookup("app::g", "l", "src/b.rs", 20)).as_deref(),
+            Some("b")
+        );
         assert_eq!(id(idx.lookup("app::f", "other", "src/b.rs", 21)), None);
         assert_eq!(id(idx.lookup("", "", "src/c.rs", 1)), None);
     }
 
     #[test]
     fn upsert_and_delete_by_id() {
-        let mut idx = Index::from_list(&[json!({"id": "a", "file_path": "f.rs", "line_number": 1, "function_name": "m::f", "label": "x"})]);
-        let moved = Breakpoint::from_wire(&json!({"id": "a", "file_path": "f.rs", "line_number": 2, "function_name": "m::f", "label": "y"}));
+        let mut idx = Index::from_list(&[
+            json!({"id": "a", "file_path": "f.rs", "line_number": 1, "function_name": "m::f", "label": "x"}),
+        ]);
+        let moved = Breakpoint::from_wire(
+            &json!({"id": "a", "file_path": "f.rs", "line_number": 2, "function_name": "m::f", "label": "y"}),
+        );
         if let Some(bp) = moved {
             idx.upsert(Arc::new(bp));
         }
@@ -228,20 +270,24 @@ mod tests {
         assert!(idx.lookup("m::f", "y", "", 0).is_some());
         assert!(idx.lookup("", "", "f.rs", 2).is_some());
         idx.remove("a");
-        assert!(idx.is_empty() && idx.lookup("m::f", "y", "f.rs", 2).is_none());
+        assert!(idx.len() == 0 && idx.lookup("m::f", "y", "f.rs", 2).is_none());
     }
 
     #[test]
     fn conditions_and_reservations() {
-        let bp = Breakpoint::from_wire(&json!({"id": "a", "condition": "x > 1", "condition_eval": "sdk-evaluable",
-            "max_captures": 3, "capture_count": 1}));
+        let bp = Breakpoint::from_wire(
+            &json!({"id": "a", "condition": "x > 1", "condition_eval": "sdk-evaluable",
+            "max_captures": 3, "capture_count": 1}),
+        );
         let Some(bp) = bp else { panic!("parse") };
         assert!(matches!(bp.condition, ConditionCheck::Local(_)));
         assert!(bp.reserve() && bp.reserve());
         assert!(!bp.reserve(), "3 - 1 = 2 left");
         bp.release();
         assert!(bp.reserve());
-        let srv = Breakpoint::from_wire(&json!({"id": "b", "condition": "len(t) > 1", "condition_eval": "server-only"}));
+        let srv = Breakpoint::from_wire(
+            &json!({"id": "b", "condition": "len(t) > 1", "condition_eval": "server-only"}),
+        );
         assert!(srv.is_some_and(|b| matches!(b.condition, ConditionCheck::Server)));
     }
 }

@@ -183,6 +183,9 @@ pub(crate) struct Registration {
 
 /// State shared by every handle and the background thread.
 pub(crate) struct Shared {
+    /// Unique per instance in this process: call sites remember which instance registered
+    /// them (several instances, e.g. in tests, each register their sites).
+    pub instance: u64,
     pub config: Config,
     pub base_url: String,
     /// `enabled && !kill_switch && !shutdown`: the one atomic load of the hot path.
@@ -287,19 +290,33 @@ pub struct CallSite {
     pub line: u32,
     pub module_path: &'static str,
     pub label: &'static str,
-    registered: AtomicBool,
+    /// Id of the SDK instance that registered this site (0 = none yet).
+    registered: AtomicU64,
 }
 
 impl CallSite {
     /// Used by [`crate::capture!`] in a `static`.
-    pub const fn new(file: &'static str, line: u32, module_path: &'static str, label: &'static str) -> Self {
-        Self { file, line, module_path, label, registered: AtomicBool::new(false) }
+    pub const fn new(
+        file: &'static str,
+        line: u32,
+        module_path: &'static str,
+        label: &'static str,
+    ) -> Self {
+        Self {
+            file,
+            line,
+            module_path,
+            label,
+            registered: AtomicU64::new(0),
+        }
     }
 }
 
 /// Lets a later call retry a registration that was not sent.
-pub(crate) fn reset_registered(site: &'static CallSite) {
-    site.registered.store(false, Ordering::Release);
+pub(crate) fn reset_registered(site: &'static CallSite, instance: u64) {
+    let _ = site
+        .registered
+        .compare_exchange(instance, 0, Ordering::AcqRel, Ordering::Relaxed);
 }
 
 /// The enclosing function's path from the `type_name` of a nested marker fn: strips the
@@ -343,7 +360,10 @@ impl Sightline {
 
     /// Builds the handle; without `start_background` the capture queue's receiver is returned
     /// instead of being handed to a background thread (unit tests inspect queued jobs).
-    fn build(config: Config, start_background: bool) -> Result<(Sightline, Option<mpsc::Receiver<Job>>), InitError> {
+    fn build(
+        config: Config,
+        start_background: bool,
+    ) -> Result<(Sightline, Option<mpsc::Receiver<Job>>), InitError> {
         let base_url = resolve_base_url(&config.endpoint);
         if config.enabled {
             if config.api_key.trim().is_empty() {
@@ -361,7 +381,10 @@ impl Sightline {
         } else if config.pii.custom_patterns.is_empty() {
             Some(Scrubber::builtin().clone())
         } else {
-            Some(Scrubber::with_custom(&config.pii.custom_patterns).map_err(InitError::InvalidPiiPattern)?)
+            Some(
+                Scrubber::with_custom(&config.pii.custom_patterns)
+                    .map_err(InitError::InvalidPiiPattern)?,
+            )
         };
         let (capture_tx, capture_rx) = if config.enabled {
             let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
@@ -375,7 +398,9 @@ impl Sightline {
         } else {
             (None, None)
         };
+        static INSTANCES: AtomicU64 = AtomicU64::new(1);
         let shared = Arc::new(Shared {
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             breaker: Mutex::new(CircuitBreaker::new(config.circuit_breaker.clone())),
             base_url: base_url.unwrap_or_default(),
             active: AtomicBool::new(false),
@@ -394,12 +419,18 @@ impl Sightline {
         });
         shared.refresh_active();
         let (background, detached) = match (capture_rx, register_rx) {
-            (Some(c), Some(r)) if start_background => {
-                (Some(crate::background::start(shared.clone(), c, r).map_err(InitError::Startup)?), None)
-            }
+            (Some(c), Some(r)) if start_background => (
+                Some(crate::background::start(shared.clone(), c, r).map_err(InitError::Startup)?),
+                None,
+            ),
             (c, _) => (None, c),
         };
-        let sl = Sightline { inner: Arc::new(Handle { shared, background: Mutex::new(background) }) };
+        let sl = Sightline {
+            inner: Arc::new(Handle {
+                shared,
+                background: Mutex::new(background),
+            }),
+        };
         Ok((sl, detached))
     }
 
@@ -445,7 +476,14 @@ impl Sightline {
             self.ensure_registered(file, line, label);
             let hit = sh.index.load().lookup("", label, file, line).cloned();
             if let Some(bp) = hit {
-                let hit = Hit { shared: sh.clone(), bp, file, line, function: "", label: label.to_owned() };
+                let hit = Hit {
+                    shared: sh.clone(),
+                    bp,
+                    file,
+                    line,
+                    function: "",
+                    label: label.to_owned(),
+                };
                 hit.capture_with(|| serde_json::to_value(vars));
             }
         }));
@@ -474,7 +512,11 @@ impl Sightline {
             label: label.to_owned(),
             site: None,
         };
-        if sh.register_tx.as_ref().is_some_and(|tx| tx.try_send(reg).is_ok()) {
+        if sh
+            .register_tx
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(reg).is_ok())
+        {
             let mut next = (*current).clone();
             next.insert(key);
             sh.registered.store(Arc::new(next));
@@ -489,10 +531,14 @@ impl Sightline {
         if !sh.active.load(Ordering::Relaxed) {
             return None;
         }
-        if !site.registered.load(Ordering::Relaxed) {
+        if site.registered.load(Ordering::Relaxed) != sh.instance {
             self.register_site(site, function);
         }
-        let bp = sh.index.load().lookup(function, site.label, site.file, site.line).cloned()?;
+        let bp = sh
+            .index
+            .load()
+            .lookup(function, site.label, site.file, site.line)
+            .cloned()?;
         Some(Hit {
             shared: sh.clone(),
             bp,
@@ -505,7 +551,14 @@ impl Sightline {
 
     #[cold]
     fn register_site(&self, site: &'static CallSite, function: &'static str) {
-        if site.registered.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        let instance = self.inner.shared.instance;
+        let current = site.registered.load(Ordering::Acquire);
+        if current == instance
+            || site
+                .registered
+                .compare_exchange(current, instance, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
             return;
         }
         let reg = Registration {
@@ -515,9 +568,14 @@ impl Sightline {
             label: site.label.to_owned(),
             site: Some(site),
         };
-        let sent = self.inner.shared.register_tx.as_ref().is_some_and(|tx| tx.try_send(reg).is_ok());
+        let sent = self
+            .inner
+            .shared
+            .register_tx
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(reg).is_ok());
         if !sent {
-            site.registered.store(false, Ordering::Release);
+            reset_registered(site, instance);
         }
     }
 
@@ -530,7 +588,10 @@ impl Sightline {
             sh.shutting_down.store(true, Ordering::Release);
             sh.refresh_active();
             let Some(bg) = lock(&self.inner.background).take() else {
-                return ShutdownReport { clean: true, abandoned: 0 };
+                return ShutdownReport {
+                    clean: true,
+                    abandoned: 0,
+                };
             };
             let start = Instant::now();
             let before = sh.stats.shutdown_abandoned.load(Ordering::Relaxed);
@@ -539,18 +600,26 @@ impl Sightline {
             // its runtime to wind down before giving up on joining it.
             let wait = deadline + Duration::from_millis(500);
             let joined = match bg.done.recv_timeout(wait) {
-                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bg.thread.join().is_ok(),
+                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    bg.thread.join().is_ok()
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     tracing::warn!("sightline: background thread did not stop in time");
                     false
                 }
             };
             let abandoned = sh.stats.shutdown_abandoned.load(Ordering::Relaxed) - before;
-            ShutdownReport { clean: joined && abandoned == 0, abandoned }
+            ShutdownReport {
+                clean: joined && abandoned == 0,
+                abandoned,
+            }
         }));
         r.unwrap_or_else(|_| {
             inc(&sh.stats.panics_caught);
-            ShutdownReport { clean: false, abandoned: 0 }
+            ShutdownReport {
+                clean: false,
+                abandoned: 0,
+            }
         })
     }
 }
@@ -575,7 +644,9 @@ impl Hit {
     {
         let sh = &*self.shared;
         let bp = &self.bp;
-        let Some(tx) = sh.capture_tx.as_ref() else { return };
+        let Some(tx) = sh.capture_tx.as_ref() else {
+            return;
+        };
         if lock(&sh.breaker).is_open(Instant::now()) {
             inc(&sh.stats.dropped_circuit_open);
             return;
@@ -642,7 +713,13 @@ impl Hit {
         let request_context = crate::context::current_request_context()
             .and_then(|rc| serde_json::to_value(rc).ok())
             .map(|mut rc| {
-                limits::apply(&mut rc, &Effective { max_depth: 0, ..eff });
+                limits::apply(
+                    &mut rc,
+                    &Effective {
+                        max_depth: 0,
+                        ..eff
+                    },
+                );
                 if let Some(s) = &sh.scrubber {
                     flags.extend(s.scrub_request_context(&mut rc));
                 }
@@ -657,7 +734,10 @@ impl Hit {
         body.insert("label".into(), self.label.into());
         body.insert("line_number".into(), self.line.into());
         body.insert("variables".into(), variables);
-        body.insert("security_flags".into(), serde_json::to_value(&flags).unwrap_or(Value::Array(Vec::new())));
+        body.insert(
+            "security_flags".into(),
+            serde_json::to_value(&flags).unwrap_or(Value::Array(Vec::new())),
+        );
         if let Some((trace_id, span_id)) = crate::trace::current_trace_ids() {
             body.insert("trace_id".into(), trace_id.into());
             body.insert("span_id".into(), span_id.into());
@@ -670,8 +750,18 @@ impl Hit {
             body.insert("mode".into(), "logpoint".into());
         }
         body.insert("captured_at".into(), now_rfc3339().into());
-        body.insert("idempotency_key".into(), uuid::Uuid::new_v4().to_string().into());
-        let job = Job { bp: self.bp.clone(), checkin, body, backtrace, stack_limit, enqueued: Instant::now() };
+        body.insert(
+            "idempotency_key".into(),
+            uuid::Uuid::new_v4().to_string().into(),
+        );
+        let job = Job {
+            bp: self.bp.clone(),
+            checkin,
+            body,
+            backtrace,
+            stack_limit,
+            enqueued: Instant::now(),
+        };
         match tx.try_send(job) {
             Ok(()) => inc(&sh.stats.captured),
             Err(_) => {
@@ -696,7 +786,9 @@ fn evaluate_expressions(exprs: &[String], vars: &Value) -> Value {
         let v = if classify(e) == ConditionEval::ServerOnly {
             Value::Null
         } else {
-            Condition::compile(e).and_then(|c| c.evaluate(vars)).unwrap_or(Value::Null)
+            Condition::compile(e)
+                .and_then(|c| c.evaluate(vars))
+                .unwrap_or(Value::Null)
         };
         out.insert(e.clone(), v);
     }
@@ -720,9 +812,18 @@ mod tests {
 
     #[test]
     fn enclosing_fn_names() {
-        assert_eq!(enclosing_fn_name("app::handlers::pay::__sightline_here"), "app::handlers::pay");
-        assert_eq!(enclosing_fn_name("app::pay::{{closure}}::__sightline_here"), "app::pay");
-        assert_eq!(enclosing_fn_name("app::pay::{{closure}}::{{closure}}::h"), "app::pay");
+        assert_eq!(
+            enclosing_fn_name("app::handlers::pay::__sightline_here"),
+            "app::handlers::pay"
+        );
+        assert_eq!(
+            enclosing_fn_name("app::pay::{{closure}}::__sightline_here"),
+            "app::pay"
+        );
+        assert_eq!(
+            enclosing_fn_name("app::pay::{{closure}}::{{closure}}::h"),
+            "app::pay"
+        );
         assert_eq!(enclosing_fn_name("h"), "h");
     }
 
@@ -742,8 +843,14 @@ mod tests {
 
     #[test]
     fn init_validates() {
-        assert!(matches!(Sightline::init(Config::new("", "svc")), Err(InitError::MissingApiKey)));
-        assert!(matches!(Sightline::init(Config::new("k", " ")), Err(InitError::MissingServiceName)));
+        assert!(matches!(
+            Sightline::init(Config::new("", "svc")),
+            Err(InitError::MissingApiKey)
+        ));
+        assert!(matches!(
+            Sightline::init(Config::new("k", " ")),
+            Err(InitError::MissingServiceName)
+        ));
         assert!(matches!(
             Sightline::init(Config::new("k", "s").with_endpoint("http://")),
             Err(InitError::InvalidEndpoint(_))
@@ -751,9 +858,14 @@ mod tests {
     }
 
     fn detached(config: Config, breakpoints: Value) -> (Sightline, mpsc::Receiver<Job>) {
-        let Ok((sl, Some(rx))) = Sightline::build(config, false) else { panic!("build") };
+        let Ok((sl, Some(rx))) = Sightline::build(config, false) else {
+            panic!("build")
+        };
         let list = breakpoints.as_array().cloned().unwrap_or_default();
-        sl.inner.shared.index.store(Arc::new(Index::from_list(&list)));
+        sl.inner
+            .shared
+            .index
+            .store(Arc::new(Index::from_list(&list)));
         (sl, rx)
     }
 
@@ -777,15 +889,28 @@ mod tests {
         let v = &body["variables"];
         assert_eq!(v["user"]["email"], "[REDACTED:email]");
         assert_eq!(v["user"]["card"], "[REDACTED:credit_card]");
-        assert_eq!(v["user"]["profile"]["password"], "[REDACTED:sensitive_name]");
-        assert_eq!(v["user"]["profile"]["deep"], serde_json::json!({"_truncated": true, "_depth": 3}));
+        assert_eq!(
+            v["user"]["profile"]["password"],
+            "[REDACTED:sensitive_name]"
+        );
+        assert_eq!(
+            v["user"]["profile"]["deep"],
+            serde_json::json!({"_truncated": true, "_depth": 3})
+        );
         assert_eq!(v["long"], "abcdefghijklmnopqrst...");
         assert_eq!(v["n"], 7);
-        assert!(body["security_flags"].as_array().is_some_and(|f| f.len() == 3), "{body}");
+        assert!(
+            body["security_flags"]
+                .as_array()
+                .is_some_and(|f| f.len() == 3),
+            "{body}"
+        );
         assert_eq!(body["breakpoint_id"], "bp1");
         assert_eq!(body["file_path"], file!());
         assert_eq!(body["line_number"], line);
-        assert!(body["idempotency_key"].as_str().is_some_and(|k| k.len() == 36));
+        assert!(body["idempotency_key"]
+            .as_str()
+            .is_some_and(|k| k.len() == 36));
         assert!(job.backtrace.is_some() && !job.checkin);
         assert_eq!(sl.stats().captured, 1);
         // Another line: no breakpoint, nothing queued, Serialize never called.
@@ -815,7 +940,10 @@ mod tests {
         let go = |sl: &Sightline, x: i64| {
             sl.capture_snapshot("c", &serde_json::json!({"x": x}));
             sl.capture_snapshot("l", &serde_json::json!({"x": x, "y": [1]}));
-            sl.capture_snapshot("p", &serde_json::json!({"blob": "0123456789012345678901234567890123456789"}));
+            sl.capture_snapshot(
+                "p",
+                &serde_json::json!({"blob": "0123456789012345678901234567890123456789"}),
+            );
             sl.capture_snapshot("s", &serde_json::json!({"y": [1]}));
         };
         go(&sl, 1);
@@ -823,27 +951,52 @@ mod tests {
         go(&sl, 10);
         go(&sl, 10);
         let jobs: Vec<Job> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-        let ids: Vec<&str> = jobs.iter().filter_map(|j| j.body["breakpoint_id"].as_str()).collect();
-        assert_eq!(ids.iter().filter(|i| **i == "c").count(), 2, "x=1 skipped, then max_captures 2");
+        let ids: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| j.body["breakpoint_id"].as_str())
+            .collect();
+        assert_eq!(
+            ids.iter().filter(|i| **i == "c").count(),
+            2,
+            "x=1 skipped, then max_captures 2"
+        );
         let st = sl.stats();
         assert_eq!((st.condition_false, st.dropped_max_captures), (1, 1));
-        let log = jobs.iter().find(|j| j.body["breakpoint_id"] == "l").map(|j| Value::Object(j.body.clone()));
+        let log = jobs
+            .iter()
+            .find(|j| j.body["breakpoint_id"] == "l")
+            .map(|j| Value::Object(j.body.clone()));
         let log = log.unwrap_or_default();
         assert_eq!(log["variables"], serde_json::json!({}));
-        assert_eq!(log["expression_results"], serde_json::json!({"x * 2": 2, "len(y)": null}));
+        assert_eq!(
+            log["expression_results"],
+            serde_json::json!({"x * 2": 2, "len(y)": null})
+        );
         assert_eq!(log["mode"], "logpoint");
-        let p = jobs.iter().find(|j| j.body["breakpoint_id"] == "p").map(|j| j.body["variables"].clone());
+        let p = jobs
+            .iter()
+            .find(|j| j.body["breakpoint_id"] == "p")
+            .map(|j| j.body["variables"].clone());
         assert_eq!(
             p.unwrap_or_default(),
             serde_json::json!({"_truncated": true, "_payload_size": 51, "_max_payload": 30, "_truncated_by": "payload_limit"})
         );
-        assert!(jobs.iter().filter(|j| j.body["breakpoint_id"] == "s").all(|j| j.checkin));
+        assert!(jobs
+            .iter()
+            .filter(|j| j.body["breakpoint_id"] == "s")
+            .all(|j| j.checkin));
     }
 
     #[test]
     fn logpoint_expressions() {
         let vars = serde_json::json!({"status": 200, "user": {"tags": [1, 2]}});
-        let r = evaluate_expressions(&["status".into(), "len(user.tags)".into(), "user.nope".into()], &vars);
-        assert_eq!(r, serde_json::json!({"status": 200, "len(user.tags)": null, "user.nope": null}));
+        let r = evaluate_expressions(
+            &["status".into(), "len(user.tags)".into(), "user.nope".into()],
+            &vars,
+        );
+        assert_eq!(
+            r,
+            serde_json::json!({"status": 200, "len(user.tags)": null, "user.nope": null})
+        );
     }
 }

@@ -50,7 +50,11 @@ pub struct CircuitBreakerConfig {
 
 impl Default for CircuitBreakerConfig {
     fn default() -> Self {
-        Self { max_failures: 3, window: Duration::from_secs(60), cooldown: Duration::from_secs(300) }
+        Self {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            cooldown: Duration::from_secs(300),
+        }
     }
 }
 
@@ -135,7 +139,11 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// A config with the given key and service name and defaults for everything else.
     pub fn new(api_key: impl Into<String>, service_name: impl Into<String>) -> Self {
-        Self { api_key: api_key.into(), service_name: service_name.into(), ..Self::default() }
+        Self {
+            api_key: api_key.into(),
+            service_name: service_name.into(),
+            ..Self::default()
+        }
     }
 
     /// Sets the endpoint (builder style).
@@ -153,7 +161,11 @@ impl Config {
     /// [`Config::from_env`] with an arbitrary variable source (for tests and embedding).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut c = Self::default();
-        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(v) = get("SIGHTLINE_API_KEY") {
             c.api_key = v;
         }
@@ -169,25 +181,41 @@ impl Config {
         if let Some(v) = get("SIGHTLINE_PII_SCRUBBING") {
             c.pii.disabled = !parse_bool("SIGHTLINE_PII_SCRUBBING", &v)?;
         }
-        let secs = |var: &'static str, v: Option<String>| -> Result<Option<Duration>, ConfigError> {
-            v.map(|v| parse_num(var, &v).map(Duration::from_secs)).transpose()
-        };
-        let millis = |var: &'static str, v: Option<String>| -> Result<Option<Duration>, ConfigError> {
-            v.map(|v| parse_num(var, &v).map(Duration::from_millis)).transpose()
-        };
-        if let Some(d) = secs("SIGHTLINE_POLL_INTERVAL_SECS", get("SIGHTLINE_POLL_INTERVAL_SECS"))? {
+        let secs =
+            |var: &'static str, v: Option<String>| -> Result<Option<Duration>, ConfigError> {
+                v.map(|v| parse_num(var, &v).map(Duration::from_secs))
+                    .transpose()
+            };
+        let millis =
+            |var: &'static str, v: Option<String>| -> Result<Option<Duration>, ConfigError> {
+                v.map(|v| parse_num(var, &v).map(Duration::from_millis))
+                    .transpose()
+            };
+        if let Some(d) = secs(
+            "SIGHTLINE_POLL_INTERVAL_SECS",
+            get("SIGHTLINE_POLL_INTERVAL_SECS"),
+        )? {
             c.poll_interval = d.max(Duration::from_secs(1));
         }
-        if let Some(d) = millis("SIGHTLINE_REQUEST_TIMEOUT_MS", get("SIGHTLINE_REQUEST_TIMEOUT_MS"))? {
+        if let Some(d) = millis(
+            "SIGHTLINE_REQUEST_TIMEOUT_MS",
+            get("SIGHTLINE_REQUEST_TIMEOUT_MS"),
+        )? {
             c.request_timeout = d;
         }
-        if let Some(d) = millis("SIGHTLINE_CAPTURE_TIMEOUT_MS", get("SIGHTLINE_CAPTURE_TIMEOUT_MS"))? {
+        if let Some(d) = millis(
+            "SIGHTLINE_CAPTURE_TIMEOUT_MS",
+            get("SIGHTLINE_CAPTURE_TIMEOUT_MS"),
+        )? {
             c.capture_timeout = d;
         }
         if let Some(d) = secs("SIGHTLINE_CB_WINDOW_SECS", get("SIGHTLINE_CB_WINDOW_SECS"))? {
             c.circuit_breaker.window = d;
         }
-        if let Some(d) = secs("SIGHTLINE_CB_COOLDOWN_SECS", get("SIGHTLINE_CB_COOLDOWN_SECS"))? {
+        if let Some(d) = secs(
+            "SIGHTLINE_CB_COOLDOWN_SECS",
+            get("SIGHTLINE_CB_COOLDOWN_SECS"),
+        )? {
             c.circuit_breaker.cooldown = d;
         }
         let usize_var = |var: &'static str, slot: &mut usize| -> Result<(), ConfigError> {
@@ -198,13 +226,22 @@ impl Config {
         };
         usize_var("SIGHTLINE_MAX_DEPTH", &mut c.limits.max_depth)?;
         usize_var("SIGHTLINE_MAX_STRING_LEN", &mut c.limits.max_string_len)?;
-        usize_var("SIGHTLINE_MAX_COLLECTION_ITEMS", &mut c.limits.max_collection_items)?;
-        usize_var("SIGHTLINE_MAX_PAYLOAD_BYTES", &mut c.limits.max_payload_bytes)?;
-        usize_var("SIGHTLINE_STACK_FRAME_LIMIT", &mut c.limits.stack_frame_limit)?;
+        usize_var(
+            "SIGHTLINE_MAX_COLLECTION_ITEMS",
+            &mut c.limits.max_collection_items,
+        )?;
+        usize_var(
+            "SIGHTLINE_MAX_PAYLOAD_BYTES",
+            &mut c.limits.max_payload_bytes,
+        )?;
+        usize_var(
+            "SIGHTLINE_STACK_FRAME_LIMIT",
+            &mut c.limits.stack_frame_limit,
+        )?;
         usize_var("SIGHTLINE_QUEUE_CAPACITY", &mut c.queue_capacity)?;
         if let Some(v) = get("SIGHTLINE_CB_MAX_FAILURES") {
-            c.circuit_breaker.max_failures = u32::try_from(parse_num("SIGHTLINE_CB_MAX_FAILURES", &v)?)
-                .unwrap_or(u32::MAX);
+            c.circuit_breaker.max_failures =
+                u32::try_from(parse_num("SIGHTLINE_CB_MAX_FAILURES", &v)?).unwrap_or(u32::MAX);
         }
         Ok(c)
     }
@@ -214,17 +251,27 @@ fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError { var, message: format!("expected true/false, got {v:?}") }),
+        _ => Err(ConfigError {
+            var,
+            message: format!("expected true/false, got {v:?}"),
+        }),
     }
 }
 
 fn parse_num(var: &'static str, v: &str) -> Result<u64, ConfigError> {
-    v.parse::<u64>()
-        .map_err(|_| ConfigError { var, message: format!("expected a non-negative integer, got {v:?}") })
+    v.parse::<u64>().map_err(|_| ConfigError {
+        var,
+        message: format!("expected a non-negative integer, got {v:?}"),
+    })
 }
 
 /// Markers that end a full OTLP URL; what follows the host up to them is kept as a prefix.
-const OTLP_SUFFIXES: [&str; 4] = ["/api/v1/traces", "/api/v1/metrics", "/v1/traces", "/v1/metrics"];
+const OTLP_SUFFIXES: [&str; 4] = [
+    "/api/v1/traces",
+    "/api/v1/metrics",
+    "/v1/traces",
+    "/v1/metrics",
+];
 
 /// The base URL the `/sdk/snapshots/…` paths are appended to (reference §1.2, GO/PY rules):
 /// a trailing `/` is dropped; a URL carrying `/v1/traces`, `/v1/metrics`, `/api/v1/traces` or
@@ -263,21 +310,45 @@ mod tests {
     #[test]
     fn endpoint_resolution_follows_reference() {
         let r = |e: &str| resolve_base_url(e);
-        assert_eq!(r("http://127.0.0.1:8081").as_deref(), Some("http://127.0.0.1:8081"));
-        assert_eq!(r("http://127.0.0.1:8081/").as_deref(), Some("http://127.0.0.1:8081"));
-        assert_eq!(r("http://127.0.0.1:8081/v1/traces").as_deref(), Some("http://127.0.0.1:8081"));
-        assert_eq!(r("https://h.example/api/v1/metrics").as_deref(), Some("https://h.example"));
+        assert_eq!(
+            r("http://127.0.0.1:8081").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(
+            r("http://127.0.0.1:8081/").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(
+            r("http://127.0.0.1:8081/v1/traces").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(
+            r("https://h.example/api/v1/metrics").as_deref(),
+            Some("https://h.example")
+        );
         assert_eq!(r("http://h/custom").as_deref(), Some("http://h/custom"));
-        assert_eq!(r("http://h/custom/v1/traces").as_deref(), Some("http://h/custom"));
-        assert_eq!(r("app.tracekit.dev").as_deref(), Some("https://app.tracekit.dev"));
-        assert_eq!(r("localhost:9000/").as_deref(), Some("https://localhost:9000"));
+        assert_eq!(
+            r("http://h/custom/v1/traces").as_deref(),
+            Some("http://h/custom")
+        );
+        assert_eq!(
+            r("app.tracekit.dev").as_deref(),
+            Some("https://app.tracekit.dev")
+        );
+        assert_eq!(
+            r("localhost:9000/").as_deref(),
+            Some("https://localhost:9000")
+        );
         assert_eq!(r(""), None);
         assert_eq!(r("http://"), None);
         assert_eq!(r("ftp://h"), None);
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 

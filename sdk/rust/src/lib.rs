@@ -112,7 +112,8 @@ pub mod trace;
 
 pub use client::{CallSite, Hit, InitError, ShutdownReport, Sightline, Stats};
 pub use config::{
-    resolve_base_url, CaptureLimits, CircuitBreakerConfig, Config, ConfigError, PiiConfig, DEFAULT_ENDPOINT,
+    resolve_base_url, CaptureLimits, CircuitBreakerConfig, Config, ConfigError, PiiConfig,
+    DEFAULT_ENDPOINT,
 };
 pub use sightline_core::pii::{CustomPattern, SecurityFlag};
 

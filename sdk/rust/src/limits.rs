@@ -45,7 +45,10 @@ fn walk(v: &mut Value, depth: usize, l: &Effective) {
             }
             let len = map.len();
             if len > l.max_collection_items {
-                let kept: Map<String, Value> = std::mem::take(map).into_iter().take(l.max_collection_items).collect();
+                let kept: Map<String, Value> = std::mem::take(map)
+                    .into_iter()
+                    .take(l.max_collection_items)
+                    .collect();
                 *map = kept;
             }
             for item in map.values_mut() {
@@ -76,7 +79,9 @@ pub fn apply_payload_limit(vars: &mut Value, max: usize) -> bool {
     if max == 0 {
         return false;
     }
-    let size = serde_json::to_vec(vars).map(|b| b.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(vars)
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX);
     if size <= max {
         return false;
     }
@@ -107,14 +112,19 @@ pub fn format_backtrace(rendered: &str, max_frames: usize) -> String {
             }
             continue;
         }
-        let Some((num, sym)) = t.split_once(": ") else { continue };
+        let Some((num, sym)) = t.split_once(": ") else {
+            continue;
+        };
         if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
         frames.push((sym.trim().to_owned(), None));
     }
     // Everything up to and including the last SDK-internal frame is the SDK's own call chain.
-    let first_user = frames.iter().rposition(|(sym, _)| is_internal(sym)).map_or(0, |i| i + 1);
+    let first_user = frames
+        .iter()
+        .rposition(|(sym, _)| is_internal(sym))
+        .map_or(0, |i| i + 1);
     let mut out = String::new();
     for (sym, at) in frames.iter().skip(first_user).take(max_frames) {
         let piece = match at {
@@ -144,7 +154,12 @@ mod tests {
     use super::*;
 
     fn limits(depth: usize) -> Effective {
-        Effective { max_depth: depth, max_string_len: 5, max_collection_items: 3, max_payload_bytes: 0 }
+        Effective {
+            max_depth: depth,
+            max_string_len: 5,
+            max_collection_items: 3,
+            max_payload_bytes: 0,
+        }
     }
 
     #[test]
@@ -170,7 +185,10 @@ mod tests {
         assert_eq!(v["l"], json!([1, 2, 3, {"_truncated": true, "_length": 5}]));
         let mut m = json!({"a": 1, "b": 2, "c": 3, "d": 4});
         apply(&mut m, &limits(0));
-        assert_eq!(m, json!({"a": 1, "b": 2, "c": 3, "_truncated": true, "_length": 4}));
+        assert_eq!(
+            m,
+            json!({"a": 1, "b": 2, "c": 3, "_truncated": true, "_length": 4})
+        );
     }
 
     #[test]
@@ -198,6 +216,9 @@ mod tests {
             format_backtrace(rendered, 50),
             "app::handler\n    at ./src/main.rs:42:9\napp::main\n    at ./src/main.rs:7:5\ncore::ops::function::FnOnce::call_once"
         );
-        assert_eq!(format_backtrace(rendered, 1), "app::handler\n    at ./src/main.rs:42:9");
+        assert_eq!(
+            format_backtrace(rendered, 1),
+            "app::handler\n    at ./src/main.rs:42:9"
+        );
     }
 }

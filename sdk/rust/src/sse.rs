@@ -140,7 +140,12 @@ impl SseParser {
         if poisoned || !has_data {
             return;
         }
-        out.push(SseEvent { event: event.filter(|e| !e.is_empty()).unwrap_or_else(|| "message".to_owned()), data });
+        out.push(SseEvent {
+            event: event
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "message".to_owned()),
+            data,
+        });
     }
 }
 
@@ -148,7 +153,8 @@ impl SseParser {
 mod tests {
     use super::*;
 
-    const STREAM: &str = ": comment\r\nevent: init\ndata: {\"breakpoints\":[],\"kill_switch\":false}\n\n\
+    const STREAM: &str =
+        ": comment\r\nevent: init\ndata: {\"breakpoints\":[],\"kill_switch\":false}\n\n\
         id: 7\nretry: 100\nevent:heartbeat\ndata: {}\n\n\
         event: multi\r\ndata: a\r\ndata:b\r\n\r\n\
         data: no-event\n\n\
@@ -156,7 +162,10 @@ mod tests {
         event: unicode\ndata: h\u{e9}llo \u{1F600}\r\rdata: x\n\n";
 
     fn expected() -> Vec<SseEvent> {
-        let e = |event: &str, data: &str| SseEvent { event: event.into(), data: data.into() };
+        let e = |event: &str, data: &str| SseEvent {
+            event: event.into(),
+            data: data.into(),
+        };
         vec![
             e("init", "{\"breakpoints\":[],\"kill_switch\":false}"),
             e("heartbeat", "{}"),
@@ -181,7 +190,11 @@ mod tests {
     fn every_split_point_gives_the_same_events() {
         let bytes = STREAM.as_bytes();
         for i in 0..=bytes.len() {
-            assert_eq!(feed_in(&[&bytes[..i], &bytes[i..]]), expected(), "split at {i}");
+            assert_eq!(
+                feed_in(&[&bytes[..i], &bytes[i..]]),
+                expected(),
+                "split at {i}"
+            );
         }
     }
 
@@ -209,16 +222,34 @@ mod tests {
     #[test]
     fn overlong_lines_drop_their_event_and_stay_bounded() {
         let mut p = SseParser::new(64);
-        let long = format!("event: big\ndata: {}\n\nevent: ok\ndata: 1\n\n", "x".repeat(500));
+        let long = format!(
+            "event: big\ndata: {}\n\nevent: ok\ndata: 1\n\n",
+            "x".repeat(500)
+        );
         let mut events = Vec::new();
         for c in long.as_bytes().chunks(7) {
             events.extend(p.feed(c));
             assert!(p.line.len() <= 64 && p.data.len() <= 64);
         }
-        assert_eq!(events, vec![SseEvent { event: "ok".into(), data: "1".into() }]);
+        assert_eq!(
+            events,
+            vec![SseEvent {
+                event: "ok".into(),
+                data: "1".into()
+            }]
+        );
         // Many data lines that together exceed the cap poison the event too.
-        let many = format!("event: big\n{}\nevent: ok2\ndata: 2\n\n", "data: 0123456789\n".repeat(20));
+        let many = format!(
+            "event: big\n{}\nevent: ok2\ndata: 2\n\n",
+            "data: 0123456789\n".repeat(20)
+        );
         let events = p.feed(many.as_bytes());
-        assert_eq!(events, vec![SseEvent { event: "ok2".into(), data: "2".into() }]);
+        assert_eq!(
+            events,
+            vec![SseEvent {
+                event: "ok2".into(),
+                data: "2".into()
+            }]
+        );
     }
 }

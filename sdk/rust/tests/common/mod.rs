@@ -20,7 +20,9 @@ fn binary() -> PathBuf {
             return PathBuf::from(p);
         }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"));
         let bin = target.join("debug/sightline");
         if !bin.exists() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -60,16 +62,31 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
-            let line = lines.next().expect("server exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
             if let Some(rest) = line.strip_prefix("Sightline listening on ") {
                 break rest.trim().to_owned();
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Self { base, _data_dir: data_dir, child, rt, http }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Self {
+            base,
+            _data_dir: data_dir,
+            child,
+            rt,
+            http,
+        }
     }
 
     pub fn config(&self, service: &str) -> sightline::Config {
@@ -84,7 +101,10 @@ impl Server {
             let resp = req.header("X-API-Key", KEY).send().await.unwrap();
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         })
     }
 
@@ -109,14 +129,19 @@ impl Server {
 
     /// Full stored snapshots of a breakpoint.
     pub fn snapshots(&self, breakpoint_id: &str) -> Vec<Value> {
-        let (status, list) = self.get(&format!("/api/snapshots?breakpoint_id={breakpoint_id}&limit=100"));
+        let (status, list) = self.get(&format!(
+            "/api/snapshots?breakpoint_id={breakpoint_id}&limit=100"
+        ));
         assert_eq!(status, 200, "{list}");
         list["snapshots"]
             .as_array()
             .cloned()
             .unwrap_or_default()
             .iter()
-            .map(|s| self.get(&format!("/api/snapshots/{}", s["id"].as_str().unwrap())).1)
+            .map(|s| {
+                self.get(&format!("/api/snapshots/{}", s["id"].as_str().unwrap()))
+                    .1
+            })
             .collect()
     }
 }
@@ -144,5 +169,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Threads of this process.
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
