@@ -169,8 +169,14 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
     let config = state.app.config().clone();
     let secs = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or(u64::MAX));
     let blob_retention = [
-        (data_dir.join("blobs").join("snapshots"), secs(config.snapshot_retention_secs)),
-        (data_dir.join("blobs").join("traces"), secs(config.trace_retention_secs)),
+        (
+            data_dir.join("blobs").join("snapshots"),
+            secs(config.snapshot_retention_secs),
+        ),
+        (
+            data_dir.join("blobs").join("traces"),
+            secs(config.trace_retention_secs),
+        ),
     ];
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

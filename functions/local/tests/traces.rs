@@ -7,21 +7,33 @@ mod common;
 use std::io::Write;
 
 use common::{Server, KEY};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use prost::Message;
 use serde_json::{json, Value};
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
 
 fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }) }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+    }
 }
 
 fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 /// A Python service's request span with a recorded exception, and a child client span.
@@ -39,10 +51,16 @@ fn python_request(trace: &str) -> ExportTraceServiceRequest {
         events: vec![span::Event {
             time_unix_nano: start + 30_000_000,
             name: "exception".into(),
-            attributes: vec![kv("exception.type", "ZeroDivisionError"), kv("exception.stacktrace", traceback)],
+            attributes: vec![
+                kv("exception.type", "ZeroDivisionError"),
+                kv("exception.stacktrace", traceback),
+            ],
             ..Default::default()
         }],
-        status: Some(Status { code: status::StatusCode::Error as i32, message: "boom".into() }),
+        status: Some(Status {
+            code: status::StatusCode::Error as i32,
+            message: "boom".into(),
+        }),
         ..Default::default()
     };
     let child = Span {
@@ -53,8 +71,16 @@ fn python_request(trace: &str) -> ExportTraceServiceRequest {
         kind: span::SpanKind::Client as i32,
         start_time_unix_nano: start + 5_000_000,
         end_time_unix_nano: start + 15_000_000,
-        attributes: vec![kv("code.file.path", "/srv/shop/db.py"), kv("code.function.name", "load_orders"),
-            KeyValue { key: "code.line.number".into(), value: Some(AnyValue { value: Some(any_value::Value::IntValue(17)) }) }],
+        attributes: vec![
+            kv("code.file.path", "/srv/shop/db.py"),
+            kv("code.function.name", "load_orders"),
+            KeyValue {
+                key: "code.line.number".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(17)),
+                }),
+            },
+        ],
         ..Default::default()
     };
     // The SDK's own call to Sightline: must not show up anywhere.
@@ -65,24 +91,46 @@ fn python_request(trace: &str) -> ExportTraceServiceRequest {
         kind: span::SpanKind::Client as i32,
         start_time_unix_nano: start,
         end_time_unix_nano: start + 1_000_000,
-        attributes: vec![kv("http.url", "http://127.0.0.1:8081/sdk/snapshots/capture")],
+        attributes: vec![kv(
+            "http.url",
+            "http://127.0.0.1:8081/sdk/snapshots/capture",
+        )],
         ..Default::default()
     };
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "shop")], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans: vec![root, child, self_call], ..Default::default() }],
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![root, child, self_call],
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
-async fn post_otlp(s: &Server, path: &str, ct: &str, body: Vec<u8>, gzip: bool) -> reqwest::Response {
-    let mut req = s.http.post(s.url(path)).header("content-type", ct).header("x-api-key", KEY);
+async fn post_otlp(
+    s: &Server,
+    path: &str,
+    ct: &str,
+    body: Vec<u8>,
+    gzip: bool,
+) -> reqwest::Response {
+    let mut req = s
+        .http
+        .post(s.url(path))
+        .header("content-type", ct)
+        .header("x-api-key", KEY);
     let body = if gzip {
         req = req.header("content-encoding", "gzip");
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -97,11 +145,20 @@ async fn post_otlp(s: &Server, path: &str, ct: &str, body: Vec<u8>, gzip: bool) 
 #[tokio::test]
 async fn protobuf_spans_are_stored_indexed_and_queryable() {
     let s = Server::start();
-    let resp = post_otlp(&s, "/v1/traces", "application/x-protobuf", python_request(TRACE).encode_to_vec(), true).await;
+    let resp = post_otlp(
+        &s,
+        "/v1/traces",
+        "application/x-protobuf",
+        python_request(TRACE).encode_to_vec(),
+        true,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
     let decoded = ExportTraceServiceResponse::decode(resp.bytes().await.unwrap()).unwrap();
-    assert!(decoded.partial_success.is_none_or(|p| p.rejected_spans == 0));
+    assert!(decoded
+        .partial_success
+        .is_none_or(|p| p.rejected_spans == 0));
 
     let (_, list) = s.get("/api/traces?service=shop").await;
     let traces = list["traces"].as_array().unwrap();
@@ -130,8 +187,17 @@ async fn protobuf_spans_are_stored_indexed_and_queryable() {
 
     // Code discovery: the user frame of the traceback and the code.* attributes, not flask.
     let (_, code) = s.get("/api/code?service=shop").await;
-    let files: Vec<&str> = code["files"].as_array().unwrap().iter().map(|f| f["file"].as_str().unwrap()).collect();
-    assert_eq!(files, vec!["/srv/shop/db.py", "/srv/shop/orders.py"], "{code}");
+    let files: Vec<&str> = code["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        vec!["/srv/shop/db.py", "/srv/shop/orders.py"],
+        "{code}"
+    );
     let orders = &code["files"][1]["functions"][0];
     assert_eq!(orders["name"], "place_order");
     assert_eq!(orders["lines"][0]["line"], 42);
@@ -141,13 +207,24 @@ async fn protobuf_spans_are_stored_indexed_and_queryable() {
 
     // Service statistics from the entry span.
     let (_, services) = s.get("/api/services").await;
-    let shop = services["services"].as_array().unwrap().iter().find(|v| v["name"] == "shop").unwrap().clone();
+    let shop = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "shop")
+        .unwrap()
+        .clone();
     assert_eq!(shop["stats"]["requests"], 1);
     assert_eq!(shop["stats"]["errors"], 1);
     assert!(shop["stats"]["p50_ms"].as_f64().unwrap() > 25.0);
 
     // A breakpoint from a discovered line carries the function and a label SDKs key on.
-    let (status, bp) = s.post("/api/breakpoints", json!({"service_name": "shop", "file_path": "/srv/shop/orders.py", "line_number": 42})).await;
+    let (status, bp) = s
+        .post(
+            "/api/breakpoints",
+            json!({"service_name": "shop", "file_path": "/srv/shop/orders.py", "line_number": 42}),
+        )
+        .await;
     assert_eq!(status, 201, "{bp}");
     assert_eq!(bp["function_name"], "place_order");
     assert_eq!(bp["label"], "place_order");
@@ -158,8 +235,16 @@ async fn protobuf_spans_are_stored_indexed_and_queryable() {
             "trace_id": TRACE, "span_id": "eee19b7ec3c1b174", "captured_at": "2026-11-22T12:00:00Z"}))
         .await;
     assert_eq!(status, 201, "{stored}");
-    let (_, snap) = s.get(&format!("/api/snapshots/{}", stored["id"].as_str().unwrap())).await;
-    assert_eq!((snap["trace_id"].as_str(), snap["span_id"].as_str()), (Some(TRACE), Some("eee19b7ec3c1b174")));
+    let (_, snap) = s
+        .get(&format!(
+            "/api/snapshots/{}",
+            stored["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (snap["trace_id"].as_str(), snap["span_id"].as_str()),
+        (Some(TRACE), Some("eee19b7ec3c1b174"))
+    );
     let (_, detail) = s.get(&format!("/api/traces/{TRACE}")).await;
     assert_eq!(detail["snapshots"][0]["id"], stored["id"]);
 }
@@ -177,7 +262,14 @@ async fn json_spans_with_hex_ids_and_string_nanos() {
                 {"key": "exception.stacktrace", "value": {"stringValue": "TypeError: x is undefined\n    at checkout (/app/cart.js:88:11)\n    at Layer.handle (/app/node_modules/express/lib/router/layer.js:95:5)"}}]}],
             "status": {"code": 2}}]}]}]});
     // Also at `/`, where Java exporters given a bare base URL post.
-    let resp = post_otlp(&s, "/", "application/json", body.to_string().into_bytes(), false).await;
+    let resp = post_otlp(
+        &s,
+        "/",
+        "application/json",
+        body.to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let (_, detail) = s.get("/api/traces/4bf92f3577b34da6a3ce929d0e0e4736").await;
@@ -192,14 +284,35 @@ async fn otlp_errors_follow_the_specification() {
     let s = Server::start();
     let resp = post_otlp(&s, "/v1/traces", "text/plain", b"hi".to_vec(), false).await;
     assert_eq!(resp.status(), 415);
-    let resp = post_otlp(&s, "/v1/traces", "application/x-protobuf", b"\xff\xff\xff garbage".to_vec(), false).await;
+    let resp = post_otlp(
+        &s,
+        "/v1/traces",
+        "application/x-protobuf",
+        b"\xff\xff\xff garbage".to_vec(),
+        false,
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
-    let resp = post_otlp(&s, "/v1/traces", "application/json", b"{not json".to_vec(), false).await;
+    let resp = post_otlp(
+        &s,
+        "/v1/traces",
+        "application/json",
+        b"{not json".to_vec(),
+        false,
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_otlp");
-    let resp = s.http.post(s.url("/v1/traces")).header("content-type", "application/json").body("{}").send().await.unwrap();
+    let resp = s
+        .http
+        .post(s.url("/v1/traces"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     let resp = s
         .http
@@ -209,7 +322,11 @@ async fn otlp_errors_follow_the_specification() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "browser beacons put the key in the query");
+    assert_eq!(
+        resp.status(),
+        200,
+        "browser beacons put the key in the query"
+    );
     let big = vec![b' '; 9 * 1024 * 1024];
     let resp = post_otlp(&s, "/v1/traces", "application/json", big, false).await;
     assert_eq!(resp.status(), 413);
@@ -221,10 +338,24 @@ async fn otlp_errors_follow_the_specification() {
     let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
         {"traceId": "00000000000000000000000000000000", "spanId": "00f067aa0ba902b7", "name": "bad", "startTimeUnixNano": "1", "endTimeUnixNano": "2"},
         {"traceId": "4bf92f3577b34da6a3ce929d0e0e4737", "spanId": "00f067aa0ba902b8", "name": "good", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]}]}]});
-    let resp = post_otlp(&s, "/v1/traces", "application/json", body.to_string().into_bytes(), false).await;
+    let resp = post_otlp(
+        &s,
+        "/v1/traces",
+        "application/json",
+        body.to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["partialSuccess"]["rejectedSpans"].as_i64().or_else(|| body["partialSuccess"]["rejectedSpans"].as_str().and_then(|s| s.parse().ok())), Some(1));
+    assert_eq!(
+        body["partialSuccess"]["rejectedSpans"]
+            .as_i64()
+            .or_else(|| body["partialSuccess"]["rejectedSpans"]
+                .as_str()
+                .and_then(|s| s.parse().ok())),
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -235,11 +366,24 @@ async fn metrics_are_kept_per_service() {
         {"name":"demo.requests","sum":{"dataPoints":[{"attributes":[{"key":"route","value":{"stringValue":"/pay"}}],
         "timeUnixNano":"1795351299454447616","asDouble":1.0}],"aggregationTemporality":2,"isMonotonic":true}}]}]}]});
     for _ in 0..3 {
-        let resp = post_otlp(&s, "/v1/metrics", "application/json", body.to_string().into_bytes(), false).await;
+        let resp = post_otlp(
+            &s,
+            "/v1/metrics",
+            "application/json",
+            body.to_string().into_bytes(),
+            false,
+        )
+        .await;
         assert_eq!(resp.status(), 200);
     }
     let (_, services) = s.get("/api/services").await;
-    let svc = services["services"].as_array().unwrap().iter().find(|v| v["name"] == "py-demo").unwrap().clone();
+    let svc = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "py-demo")
+        .unwrap()
+        .clone();
     assert_eq!(svc["metrics"][0]["name"], "demo.requests");
     assert_eq!(svc["metrics"][0]["points"], 3);
     assert_eq!(svc["metrics"][0]["total"], 3.0);

@@ -58,7 +58,11 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, code, message: message.into() }
+        Self {
+            kind,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -66,7 +70,11 @@ impl Error {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(ErrorKind::NotFound, "not_found", format!("{what} not found"))
+        Self::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -97,13 +105,21 @@ impl From<StoreError> for Error {
             StoreError::InvalidCursor => {
                 Self::bad_request("invalid_cursor", "the cursor is not valid for this query")
             }
-            StoreError::ConditionFailed => {
-                Self::new(ErrorKind::Conflict, "conflict", "the item changed concurrently; retry")
-            }
-            StoreError::Unavailable(m) => {
-                Self::new(ErrorKind::Unavailable, "store_unavailable", format!("storage is unavailable: {m}"))
-            }
-            StoreError::Backend(m) => Self::new(ErrorKind::Unavailable, "store_error", format!("storage error: {m}")),
+            StoreError::ConditionFailed => Self::new(
+                ErrorKind::Conflict,
+                "conflict",
+                "the item changed concurrently; retry",
+            ),
+            StoreError::Unavailable(m) => Self::new(
+                ErrorKind::Unavailable,
+                "store_unavailable",
+                format!("storage is unavailable: {m}"),
+            ),
+            StoreError::Backend(m) => Self::new(
+                ErrorKind::Unavailable,
+                "store_error",
+                format!("storage error: {m}"),
+            ),
         }
     }
 }

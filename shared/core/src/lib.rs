@@ -11,8 +11,8 @@ pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod otlp;
 pub mod pii;
-pub mod stacktrace;
 pub mod ports;
+pub mod stacktrace;
 pub mod timefmt;
 pub mod wire;
 

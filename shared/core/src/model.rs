@@ -191,7 +191,13 @@ pub struct CallSite {
 
 impl Breakpoint {
     /// A new, enabled breakpoint with the vendor defaults (reference §7.4).
-    pub fn new(id: String, service_name: String, site: CallSite, origin: Origin, now_ms: i64) -> Self {
+    pub fn new(
+        id: String,
+        service_name: String,
+        site: CallSite,
+        origin: Origin,
+        now_ms: i64,
+    ) -> Self {
         Self {
             id,
             service_name,
@@ -224,7 +230,10 @@ impl Breakpoint {
     }
 
     pub fn condition_eval(&self) -> Option<ConditionEval> {
-        self.condition.as_deref().filter(|c| !c.trim().is_empty()).map(classify)
+        self.condition
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .map(classify)
     }
 
     /// Why this breakpoint would not capture at `now_ms`, or `None` if it would.
@@ -251,7 +260,10 @@ impl Breakpoint {
     fn is_idle(&self, now_ms: i64) -> bool {
         match self.idle_timeout_hours {
             Some(h) if h > 0 => {
-                let since = self.last_captured_at.unwrap_or(self.created_at).max(self.updated_at);
+                let since = self
+                    .last_captured_at
+                    .unwrap_or(self.created_at)
+                    .max(self.updated_at);
                 now_ms - since > h.saturating_mul(3_600_000)
             }
             _ => false,
@@ -272,13 +284,24 @@ impl Breakpoint {
         m.insert("enabled".into(), self.enabled.into());
         m.insert("max_captures".into(), self.max_captures.into());
         m.insert("capture_count".into(), self.capture_count.into());
-        m.insert("mode".into(), (if self.mode == Mode::Logpoint { "logpoint" } else { "snapshot" }).into());
+        m.insert(
+            "mode".into(),
+            (if self.mode == Mode::Logpoint {
+                "logpoint"
+            } else {
+                "snapshot"
+            })
+            .into(),
+        );
         if let (Some(c), Some(eval)) = (&self.condition, self.condition_eval()) {
             m.insert("condition".into(), c.clone().into());
             m.insert("condition_eval".into(), eval.as_str().into());
         }
         if !self.capture_expressions.is_empty() {
-            m.insert("capture_expressions".into(), self.capture_expressions.clone().into());
+            m.insert(
+                "capture_expressions".into(),
+                self.capture_expressions.clone().into(),
+            );
         }
         for (k, v) in [
             ("stack_depth", self.stack_depth),
@@ -309,8 +332,14 @@ impl Breakpoint {
         let mut v = self.to_wire();
         if let Value::Object(m) = &mut v {
             m.insert("condition".into(), self.condition.clone().into());
-            m.insert("condition_eval".into(), self.condition_eval().map(|e| e.as_str()).into());
-            m.insert("capture_expressions".into(), self.capture_expressions.clone().into());
+            m.insert(
+                "condition_eval".into(),
+                self.condition_eval().map(|e| e.as_str()).into(),
+            );
+            m.insert(
+                "capture_expressions".into(),
+                self.capture_expressions.clone().into(),
+            );
             for (k, val) in [
                 ("stack_depth", self.stack_depth),
                 ("max_depth", self.max_depth),
@@ -319,14 +348,26 @@ impl Breakpoint {
             ] {
                 m.insert(k.into(), val.into());
             }
-            m.insert("rate_limit_per_minute".into(), self.rate_limit_per_minute.into());
+            m.insert(
+                "rate_limit_per_minute".into(),
+                self.rate_limit_per_minute.into(),
+            );
             m.insert("expire_at".into(), self.expire_at.map(format_ms).into());
-            m.insert("origin".into(), serde_json::to_value(self.origin).unwrap_or(Value::Null));
+            m.insert(
+                "origin".into(),
+                serde_json::to_value(self.origin).unwrap_or(Value::Null),
+            );
             m.insert("created_at".into(), format_ms(self.created_at).into());
             m.insert("updated_at".into(), format_ms(self.updated_at).into());
-            m.insert("last_captured_at".into(), self.last_captured_at.map(format_ms).into());
+            m.insert(
+                "last_captured_at".into(),
+                self.last_captured_at.map(format_ms).into(),
+            );
             m.insert("drop_count".into(), self.drop_count.into());
-            m.insert("disabled_reason".into(), self.disabled_reason.clone().into());
+            m.insert(
+                "disabled_reason".into(),
+                self.disabled_reason.clone().into(),
+            );
             let status = match self.inactive(now_ms) {
                 None => "active",
                 Some(Inactive::Deleted) => "deleted",

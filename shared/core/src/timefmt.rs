@@ -44,7 +44,10 @@ pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
     if let Ok(t) = OffsetDateTime::parse(&with_z, &Rfc3339) {
         return to_ms(t);
     }
-    if let Ok(t) = PrimitiveDateTime::parse(&normalized, &time::format_description::well_known::Iso8601::DEFAULT) {
+    if let Ok(t) = PrimitiveDateTime::parse(
+        &normalized,
+        &time::format_description::well_known::Iso8601::DEFAULT,
+    ) {
         return to_ms(t.assume_utc());
     }
     s.parse::<f64>().ok().and_then(epoch_number_to_ms)
@@ -55,7 +58,13 @@ pub fn epoch_number_to_ms(n: f64) -> Option<i64> {
     if !n.is_finite() || n < 0.0 {
         return None;
     }
-    let ms = if n < 1e11 { n * 1000.0 } else if n < 1e14 { n } else { n / 1e6 };
+    let ms = if n < 1e11 {
+        n * 1000.0
+    } else if n < 1e14 {
+        n
+    } else {
+        n / 1e6
+    };
     if ms > 4e15 {
         return None;
     }
@@ -83,7 +92,10 @@ mod tests {
         ] {
             assert_eq!(parse_timestamp_ms(s), Some(utc), "{s}");
         }
-        assert_eq!(parse_timestamp_ms("2026-04-15T12:00:00+02:00"), Some(utc - 123));
+        assert_eq!(
+            parse_timestamp_ms("2026-04-15T12:00:00+02:00"),
+            Some(utc - 123)
+        );
         assert_eq!(parse_timestamp_ms("2026-04-15T10:00:00Z"), Some(utc - 123));
         assert_eq!(parse_timestamp_ms("1776247200"), Some(utc - 123));
         assert_eq!(parse_timestamp_ms("1776247200123"), Some(utc));

@@ -17,8 +17,9 @@ pub fn parse_lenient_json(body: &[u8]) -> Result<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
         Err(first) => {
-            let text = std::str::from_utf8(body)
-                .map_err(|_| Error::bad_request("invalid_json", "request body is not valid UTF-8"))?;
+            let text = std::str::from_utf8(body).map_err(|_| {
+                Error::bad_request("invalid_json", "request body is not valid UTF-8")
+            })?;
             match replace_non_finite_tokens(text) {
                 Some(fixed) => serde_json::from_str(&fixed).map_err(|_| invalid_json(&first)),
                 None => Err(invalid_json(&first)),
@@ -28,7 +29,10 @@ pub fn parse_lenient_json(body: &[u8]) -> Result<Value> {
 }
 
 fn invalid_json(e: &serde_json::Error) -> Error {
-    Error::bad_request("invalid_json", format!("request body is not valid JSON: {e}"))
+    Error::bad_request(
+        "invalid_json",
+        format!("request body is not valid JSON: {e}"),
+    )
 }
 
 /// Replaces bare `NaN`, `Infinity` and `-Infinity` outside strings with `null`.
@@ -59,7 +63,9 @@ pub fn replace_non_finite_tokens(text: &str) -> Option<String> {
             i += 1;
             continue;
         }
-        let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| bytes[i..].starts_with(t.as_bytes()));
+        let token = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| bytes[i..].starts_with(t.as_bytes()));
         if let Some(t) = token {
             out.push_str(&text[copied_to..i]);
             out.push_str("null");
@@ -80,7 +86,10 @@ pub fn replace_non_finite_tokens(text: &str) -> Option<String> {
 fn as_object(v: Value, what: &str) -> Result<Map<String, Value>> {
     match v {
         Value::Object(m) => Ok(m),
-        _ => Err(Error::bad_request("invalid_payload", format!("{what} must be a JSON object"))),
+        _ => Err(Error::bad_request(
+            "invalid_payload",
+            format!("{what} must be a JSON object"),
+        )),
     }
 }
 
@@ -98,7 +107,10 @@ fn opt_string(m: &Map<String, Value>, key: &str, max: usize) -> Result<Option<St
         }
     };
     if s.len() > max {
-        return Err(Error::bad_request("invalid_field", format!("`{key}` is longer than {max} bytes")));
+        return Err(Error::bad_request(
+            "invalid_field",
+            format!("`{key}` is longer than {max} bytes"),
+        ));
     }
     Ok(Some(s))
 }
@@ -151,7 +163,10 @@ impl AutoRegisterRequest {
         let file_path = opt_string(&m, "file_path", MAX_PATH_LEN)?.unwrap_or_default();
         let line_number = opt_int(&m, "line_number")?.unwrap_or(0);
         if line_number < 0 {
-            return Err(Error::bad_request("invalid_field", "`line_number` must not be negative"));
+            return Err(Error::bad_request(
+                "invalid_field",
+                "`line_number` must not be negative",
+            ));
         }
         let function_name = opt_string(&m, "function_name", MAX_NAME_LEN)?.unwrap_or_default();
         let label = opt_string(&m, "label", MAX_NAME_LEN)?.unwrap_or_default();
@@ -161,14 +176,23 @@ impl AutoRegisterRequest {
                 "one of `function_name`/`label` or `file_path` is required",
             ));
         }
-        Ok(Self { service_name, file_path, line_number, function_name, label })
+        Ok(Self {
+            service_name,
+            file_path,
+            line_number,
+            function_name,
+            label,
+        })
     }
 }
 
 fn required_name(m: &Map<String, Value>, key: &str, max: usize) -> Result<String> {
     match opt_string(m, key, max)? {
         Some(s) if !s.trim().is_empty() => Ok(s),
-        _ => Err(Error::bad_request("missing_field", format!("`{key}` is required"))),
+        _ => Err(Error::bad_request(
+            "missing_field",
+            format!("`{key}` is required"),
+        )),
     }
 }
 
@@ -223,7 +247,10 @@ impl CaptureRequest {
             Some(other) => {
                 return Err(Error::bad_request(
                     "invalid_field",
-                    format!("`security_flags` must be an array, got {}", type_name(&other)),
+                    format!(
+                        "`security_flags` must be an array, got {}",
+                        type_name(&other)
+                    ),
                 ))
             }
         };
@@ -232,7 +259,11 @@ impl CaptureRequest {
             Some(Value::String(s)) => s,
             Some(Value::Array(lines)) => lines
                 .iter()
-                .map(|l| l.as_str().map(str::to_owned).unwrap_or_else(|| l.to_string()))
+                .map(|l| {
+                    l.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| l.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             Some(other) => other.to_string(),
@@ -244,7 +275,10 @@ impl CaptureRequest {
             Some(other) => {
                 return Err(Error::bad_request(
                     "invalid_field",
-                    format!("`request_context` must be an object, got {}", type_name(&other)),
+                    format!(
+                        "`request_context` must be an object, got {}",
+                        type_name(&other)
+                    ),
                 ))
             }
         };
@@ -286,9 +320,13 @@ fn normalize_variables(v: Option<Value>) -> Result<Value> {
     match v {
         None | Some(Value::Null) => Ok(Value::Object(Map::new())),
         Some(v @ Value::Object(_)) => Ok(v),
-        Some(Value::Array(items)) => {
-            Ok(Value::Object(items.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect()))
-        }
+        Some(Value::Array(items)) => Ok(Value::Object(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v))
+                .collect(),
+        )),
         Some(other) => Err(Error::bad_request(
             "invalid_field",
             format!("`variables` must be an object, got {}", type_name(&other)),
@@ -305,7 +343,9 @@ pub fn is_hex_id(s: &str, len: usize) -> bool {
 fn parse_flag(v: &Value) -> Option<SecurityFlag> {
     let m = v.as_object()?;
     let get = |name: &str| -> Option<&Value> {
-        m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        m.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     };
     let text = |name: &str| get(name).and_then(Value::as_str).map(str::to_owned);
     Some(SecurityFlag {
@@ -329,7 +369,10 @@ impl CheckinRequest {
         let mut m = as_object(parse_lenient_json(body)?, "request body")?;
         let breakpoint_id = required_name(&m, "breakpoint_id", MAX_NAME_LEN)?;
         let variables = normalize_variables(m.remove("variables"))?;
-        Ok(Self { breakpoint_id, variables })
+        Ok(Self {
+            breakpoint_id,
+            variables,
+        })
     }
 }
 
@@ -341,7 +384,12 @@ pub fn parse_poll_events(body: &[u8]) -> Result<Vec<Value>> {
     let m = as_object(parse_lenient_json(body)?, "request body")?;
     match m.get("events") {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => Ok(a.iter().filter(|e| e.is_object()).take(100).cloned().collect()),
+        Some(Value::Array(a)) => Ok(a
+            .iter()
+            .filter(|e| e.is_object())
+            .take(100)
+            .cloned()
+            .collect()),
         Some(other) => Err(Error::bad_request(
             "invalid_field",
             format!("`events` must be an array, got {}", type_name(other)),
@@ -355,7 +403,8 @@ mod tests {
 
     #[test]
     fn nan_tokens_outside_strings_become_null() {
-        let v = parse_lenient_json(br#"{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN Infinity"}"#);
+        let v =
+            parse_lenient_json(br#"{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN Infinity"}"#);
         assert_eq!(
             v.ok(),
             Some(serde_json::json!({"a": null, "b": [null, null], "c": "NaN Infinity"}))

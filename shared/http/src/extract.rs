@@ -56,7 +56,9 @@ pub struct LimitedBody(pub Bytes);
 impl FromRequest<AppState> for LimitedBody {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        read_limited(req.into_body(), state.app.config().max_body_bytes).await.map(Self)
+        read_limited(req.into_body(), state.app.config().max_body_bytes)
+            .await
+            .map(Self)
     }
 }
 
@@ -69,7 +71,10 @@ pub async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, ApiErro
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            Error::bad_request("invalid_body", format!("could not read the request body: {e}"))
+            Error::bad_request(
+                "invalid_body",
+                format!("could not read the request body: {e}"),
+            )
         })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {

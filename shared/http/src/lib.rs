@@ -242,7 +242,10 @@ async fn list_services(
     q: Result<Query<WindowQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
-    let mut services = s.app.list_services(&p, q.window_minutes.unwrap_or(15)).await?;
+    let mut services = s
+        .app
+        .list_services(&p, q.window_minutes.unwrap_or(15))
+        .await?;
     let counts = s.hub.sdk_counts(&p.project_id);
     for svc in &mut services {
         if let Value::Object(m) = svc {
@@ -350,8 +353,12 @@ async fn list_traces(
     let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
     let time = |name: &str, v: Option<String>| -> Result<Option<i64>, Error> {
         v.map(|t| {
-            sightline_core::timefmt::parse_timestamp_ms(&t)
-                .ok_or_else(|| Error::bad_request("invalid_query", format!("`{name}` must be an RFC 3339 timestamp")))
+            sightline_core::timefmt::parse_timestamp_ms(&t).ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_query",
+                    format!("`{name}` must be an RFC 3339 timestamp"),
+                )
+            })
         })
         .transpose()
     };
@@ -367,7 +374,11 @@ async fn list_traces(
     Ok(Json(s.app.list_traces(&p, filter).await?))
 }
 
-async fn get_trace(State(s): State<AppState>, AdminAuth(p): AdminAuth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_trace(
+    State(s): State<AppState>,
+    AdminAuth(p): AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(s.app.get_trace(&p, &id).await?))
 }
 
@@ -383,7 +394,9 @@ async fn code_tree(
     q: Result<Query<CodeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
-    let service = q.service.ok_or_else(|| Error::bad_request("missing_field", "`service` is required"))?;
+    let service = q
+        .service
+        .ok_or_else(|| Error::bad_request("missing_field", "`service` is required"))?;
     Ok(Json(s.app.code_tree(&p, &service, q.q.as_deref()).await?))
 }
 

@@ -40,15 +40,25 @@ pub struct IngestLimiter {
 
 impl IngestLimiter {
     pub fn new(per_second: f64, burst: f64) -> Self {
-        Self { per_second, burst, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_second,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one token; `Err(seconds)` to wait when the bucket is empty.
     pub fn acquire(&self, project: &str) -> Result<(), u64> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        let (tokens, last) = buckets.entry(project.to_owned()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        let (tokens, last) = buckets
+            .entry(project.to_owned())
+            .or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -76,17 +86,28 @@ fn otlp_error(encoding: Option<Encoding>, err: Error) -> Response {
         Some(Encoding::Protobuf) => {
             let status = StatusCode::from_u16(err.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
             let grpc_code = match err.kind {
-                ErrorKind::BadRequest | ErrorKind::PayloadTooLarge | ErrorKind::UnsupportedMediaType => 3,
+                ErrorKind::BadRequest
+                | ErrorKind::PayloadTooLarge
+                | ErrorKind::UnsupportedMediaType => 3,
                 ErrorKind::Unauthorized => 16,
                 ErrorKind::Forbidden => 7,
                 ErrorKind::TooManyRequests => 8,
                 ErrorKind::Unavailable => 14,
                 _ => 13,
             };
-            let body = prost::Message::encode_to_vec(&RpcStatus { code: grpc_code, message: err.message });
-            let mut resp = (status, [(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response();
+            let body = prost::Message::encode_to_vec(&RpcStatus {
+                code: grpc_code,
+                message: err.message,
+            });
+            let mut resp = (
+                status,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                body,
+            )
+                .into_response();
             if status == StatusCode::SERVICE_UNAVAILABLE {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             resp
         }
@@ -95,9 +116,16 @@ fn otlp_error(encoding: Option<Encoding>, err: Error) -> Response {
 }
 
 /// The shared front half of both ingest routes: encoding, auth, rate limit, body.
-async fn prepare(state: &AppState, key: Option<String>, req: Request) -> Result<(Principal, Encoding, Vec<u8>), Response> {
+async fn prepare(
+    state: &AppState,
+    key: Option<String>,
+    req: Request,
+) -> Result<(Principal, Encoding, Vec<u8>), Response> {
     let headers: &HeaderMap = req.headers();
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let Some(encoding) = Encoding::from_content_type(content_type) else {
         let err = Error::new(
             ErrorKind::UnsupportedMediaType,
@@ -107,9 +135,17 @@ async fn prepare(state: &AppState, key: Option<String>, req: Request) -> Result<
         return Err(otlp_error(None, err));
     };
     let raw_key = api_key_from_headers(headers).map(str::to_owned).or(key);
-    let principal = state.app.require(raw_key.as_deref(), Scope::Sdk).await.map_err(|e| otlp_error(Some(encoding), e))?;
+    let principal = state
+        .app
+        .require(raw_key.as_deref(), Scope::Sdk)
+        .await
+        .map_err(|e| otlp_error(Some(encoding), e))?;
     if let Err(wait) = state.ingest_limiter.acquire(&principal.project_id) {
-        let err = Error::new(ErrorKind::TooManyRequests, "rate_limited", "ingest rate limit reached; retry later");
+        let err = Error::new(
+            ErrorKind::TooManyRequests,
+            "rate_limited",
+            "ingest rate limit reached; retry later",
+        );
         let mut resp = otlp_error(Some(encoding), err);
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -134,9 +170,12 @@ async fn prepare(state: &AppState, key: Option<String>, req: Request) -> Result<
         }
     };
     let body: Body = req.into_body();
-    let bytes = read_limited(body, MAX_INGEST_BYTES).await.map_err(|e| otlp_error(Some(encoding), e.0))?;
+    let bytes = read_limited(body, MAX_INGEST_BYTES)
+        .await
+        .map_err(|e| otlp_error(Some(encoding), e.0))?;
     let bytes = if gzip {
-        otlp::gunzip(&bytes, MAX_DECOMPRESSED_BYTES).map_err(|e| otlp_error(Some(encoding), decode_error(e)))?
+        otlp::gunzip(&bytes, MAX_DECOMPRESSED_BYTES)
+            .map_err(|e| otlp_error(Some(encoding), decode_error(e)))?
     } else {
         bytes.to_vec()
     };
@@ -159,7 +198,11 @@ fn success(encoding: Encoding, body: Vec<u8>) -> Response {
 }
 
 /// `POST /v1/traces` and `POST /`.
-pub async fn traces(State(state): State<AppState>, Query(q): Query<KeyQuery>, req: Request) -> Response {
+pub async fn traces(
+    State(state): State<AppState>,
+    Query(q): Query<KeyQuery>,
+    req: Request,
+) -> Response {
     let (principal, encoding, bytes) = match prepare(&state, q.api_key, req).await {
         Ok(v) => v,
         Err(resp) => return resp,
@@ -170,13 +213,20 @@ pub async fn traces(State(state): State<AppState>, Query(q): Query<KeyQuery>, re
     };
     let (rejected, message) = (decoded.rejected_spans, decoded.error_message.clone());
     match state.app.ingest_traces(&principal, decoded).await {
-        Ok(_) => success(encoding, otlp::encode_trace_response(encoding, rejected, &message)),
+        Ok(_) => success(
+            encoding,
+            otlp::encode_trace_response(encoding, rejected, &message),
+        ),
         Err(e) => otlp_error(Some(encoding), e),
     }
 }
 
 /// `POST /v1/metrics`.
-pub async fn metrics(State(state): State<AppState>, Query(q): Query<KeyQuery>, req: Request) -> Response {
+pub async fn metrics(
+    State(state): State<AppState>,
+    Query(q): Query<KeyQuery>,
+    req: Request,
+) -> Response {
     let (principal, encoding, bytes) = match prepare(&state, q.api_key, req).await {
         Ok(v) => v,
         Err(resp) => return resp,
@@ -187,7 +237,10 @@ pub async fn metrics(State(state): State<AppState>, Query(q): Query<KeyQuery>, r
     };
     let (rejected, message) = (decoded.rejected_points, decoded.error_message.clone());
     match state.app.ingest_metrics(&principal, decoded).await {
-        Ok(_) => success(encoding, otlp::encode_metrics_response(encoding, rejected, &message)),
+        Ok(_) => success(
+            encoding,
+            otlp::encode_metrics_response(encoding, rejected, &message),
+        ),
         Err(e) => otlp_error(Some(encoding), e),
     }
 }

@@ -13,7 +13,11 @@ use crate::timefmt::format_ms;
 #[derive(Debug, Clone, PartialEq)]
 pub enum BootstrapOutcome {
     /// A new installation: the default project and its first key (shown once).
-    Created { project_id: String, api_key: String, key: ApiKeyRecord },
+    Created {
+        project_id: String,
+        api_key: String,
+        key: ApiKeyRecord,
+    },
     /// Already bootstrapped earlier.
     Existing { project_id: String },
 }
@@ -40,8 +44,11 @@ impl Sightline {
             .and_then(|i| serde_json::from_value::<ApiKeyRecord>(Value::Object(i.attrs)).ok())
             .filter(|r| !r.revoked)
             .ok_or_else(|| Error::unauthorized("invalid or revoked API key"))?;
-        let principal =
-            Principal { project_id: record.project_id, key_id: record.id, scopes: record.scopes };
+        let principal = Principal {
+            project_id: record.project_id,
+            key_id: record.id,
+            scopes: record.scopes,
+        };
         let mut cache = lock(&self.auth_cache);
         if cache.len() > 10_000 {
             cache.clear();
@@ -53,7 +60,9 @@ impl Sightline {
     /// Authenticates and checks the scope: 401 without a valid key, 403 without the scope.
     pub async fn require(&self, raw_key: Option<&str>, scope: Scope) -> Result<Principal> {
         let raw = raw_key.ok_or_else(|| {
-            Error::unauthorized("an API key is required (X-API-Key header or Authorization: Bearer)")
+            Error::unauthorized(
+                "an API key is required (X-API-Key header or Authorization: Bearer)",
+            )
         })?;
         let p = self.authenticate(raw).await?;
         if !p.has(scope) {
@@ -61,7 +70,9 @@ impl Sightline {
                 Scope::Sdk => "sdk",
                 Scope::Admin => "admin",
             };
-            return Err(Error::forbidden(format!("this API key lacks the `{name}` scope")));
+            return Err(Error::forbidden(format!(
+                "this API key lacks the `{name}` scope"
+            )));
         }
         Ok(p)
     }
@@ -73,22 +84,46 @@ impl Sightline {
             if let Some(raw) = raw_key {
                 self.ensure_key(&existing, raw).await?;
             }
-            return Ok(BootstrapOutcome::Existing { project_id: existing });
+            return Ok(BootstrapOutcome::Existing {
+                project_id: existing,
+            });
         }
         let project_id = "default".to_owned();
-        let project = Project { id: project_id.clone(), name: "Default project".into(), created_at: format_ms(self.now_ms()) };
+        let project = Project {
+            id: project_id.clone(),
+            name: "Default project".into(),
+            created_at: format_ms(self.now_ms()),
+        };
         let (pk, sk) = keys::project(&project_id);
-        self.items.put(Item::new(pk, sk, to_attrs(&project)), None).await?;
-        let (key, api_key) =
-            self.create_api_key(&project_id, "bootstrap", &[Scope::Sdk, Scope::Admin], raw_key).await?;
-        let marker = Item::new(keys::META_PK, BOOTSTRAP_SK, attrs(json!({"project_id": project_id})));
+        self.items
+            .put(Item::new(pk, sk, to_attrs(&project)), None)
+            .await?;
+        let (key, api_key) = self
+            .create_api_key(
+                &project_id,
+                "bootstrap",
+                &[Scope::Sdk, Scope::Admin],
+                raw_key,
+            )
+            .await?;
+        let marker = Item::new(
+            keys::META_PK,
+            BOOTSTRAP_SK,
+            attrs(json!({"project_id": project_id})),
+        );
         match self.items.put(marker, Some(Condition::NotExists)).await {
-            Ok(()) => Ok(BootstrapOutcome::Created { project_id, api_key, key }),
+            Ok(()) => Ok(BootstrapOutcome::Created {
+                project_id,
+                api_key,
+                key,
+            }),
             // Another process bootstrapped concurrently: keep theirs, drop our key.
             Err(StoreError::ConditionFailed) => {
                 self.revoke_api_key(&project_id, &key.id).await?;
                 let existing = self.default_project().await?.unwrap_or(project_id);
-                Ok(BootstrapOutcome::Existing { project_id: existing })
+                Ok(BootstrapOutcome::Existing {
+                    project_id: existing,
+                })
             }
             Err(e) => Err(e.into()),
         }
@@ -97,7 +132,13 @@ impl Sightline {
     async fn ensure_key(&self, project_id: &str, raw: &str) -> Result<()> {
         let (pk, sk) = keys::api_key(&sha256_hex(raw.trim().as_bytes()));
         if self.items.get(&pk, sk).await?.is_none() {
-            self.create_api_key(project_id, "bootstrap", &[Scope::Sdk, Scope::Admin], Some(raw)).await?;
+            self.create_api_key(
+                project_id,
+                "bootstrap",
+                &[Scope::Sdk, Scope::Admin],
+                Some(raw),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -116,12 +157,24 @@ impl Sightline {
         raw_key: Option<&str>,
     ) -> Result<(ApiKeyRecord, String)> {
         if scopes.is_empty() {
-            return Err(Error::bad_request("invalid_scopes", "a key needs at least one scope (sdk, admin)"));
+            return Err(Error::bad_request(
+                "invalid_scopes",
+                "a key needs at least one scope (sdk, admin)",
+            ));
         }
         let raw = match raw_key {
             Some(r) if !r.trim().is_empty() => r.trim().to_owned(),
-            Some(_) => return Err(Error::bad_request("invalid_key", "the API key must not be empty")),
-            None => format!("sl_{}{}", self.ids.random_hex128(), self.ids.random_hex128()),
+            Some(_) => {
+                return Err(Error::bad_request(
+                    "invalid_key",
+                    "the API key must not be empty",
+                ))
+            }
+            None => format!(
+                "sl_{}{}",
+                self.ids.random_hex128(),
+                self.ids.random_hex128()
+            ),
         };
         let hash = sha256_hex(raw.as_bytes());
         let record = ApiKeyRecord {
@@ -133,22 +186,36 @@ impl Sightline {
             revoked: false,
         };
         let (pk, sk) = keys::api_key(&hash);
-        self.items.put(Item::new(pk, sk, to_attrs(&record)), Some(Condition::NotExists)).await.map_err(
-            |e| match e {
-                StoreError::ConditionFailed => {
-                    Error::new(crate::ErrorKind::Conflict, "key_exists", "this API key already exists")
-                }
+        self.items
+            .put(
+                Item::new(pk, sk, to_attrs(&record)),
+                Some(Condition::NotExists),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::ConditionFailed => Error::new(
+                    crate::ErrorKind::Conflict,
+                    "key_exists",
+                    "this API key already exists",
+                ),
                 e => e.into(),
-            },
-        )?;
+            })?;
         let mut listing = to_attrs(&record);
         listing.insert("hash".into(), hash.into());
-        self.items.put(Item::new(keys::project_keys(project_id), record.id.clone(), listing), None).await?;
+        self.items
+            .put(
+                Item::new(keys::project_keys(project_id), record.id.clone(), listing),
+                None,
+            )
+            .await?;
         Ok((record, raw))
     }
 
     pub async fn list_api_keys(&self, project_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        let page = self.items.query(&keys::project_keys(project_id), Query::default()).await?;
+        let page = self
+            .items
+            .query(&keys::project_keys(project_id), Query::default())
+            .await?;
         Ok(page
             .items
             .into_iter()
@@ -166,8 +233,18 @@ impl Sightline {
         let hash = listing.get_str("hash").unwrap_or_default().to_owned();
         let (pk, sk) = keys::api_key(&hash);
         let revoked = [UpdateOp::set("revoked", true)];
-        self.items.update(&pk, sk, &revoked, Some(Condition::Exists)).await?;
-        let item = self.items.update(&keys::project_keys(project_id), key_id, &revoked, Some(Condition::Exists)).await?;
+        self.items
+            .update(&pk, sk, &revoked, Some(Condition::Exists))
+            .await?;
+        let item = self
+            .items
+            .update(
+                &keys::project_keys(project_id),
+                key_id,
+                &revoked,
+                Some(Condition::Exists),
+            )
+            .await?;
         lock(&self.auth_cache).remove(&hash);
         serde_json::from_value(Value::Object(item.attrs))
             .map_err(|e| Error::new(crate::ErrorKind::Internal, "corrupt_record", e.to_string()))

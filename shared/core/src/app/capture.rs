@@ -19,8 +19,14 @@ const DEDUP_TTL_SECS: i64 = 24 * 3600;
 /// What happened to a capture. Drops are business outcomes, never errors.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CaptureOutcome {
-    Stored { id: String, breakpoint_id: String },
-    Dropped { reason: DropReason, breakpoint_id: Option<String> },
+    Stored {
+        id: String,
+        breakpoint_id: String,
+    },
+    Dropped {
+        reason: DropReason,
+        breakpoint_id: Option<String>,
+    },
 }
 
 impl CaptureOutcome {
@@ -29,7 +35,10 @@ impl CaptureOutcome {
             Self::Stored { id, breakpoint_id } => {
                 json!({"status": "stored", "id": id, "breakpoint_id": breakpoint_id})
             }
-            Self::Dropped { reason, breakpoint_id } => {
+            Self::Dropped {
+                reason,
+                breakpoint_id,
+            } => {
                 json!({"status": "dropped", "reason": reason.as_str(), "breakpoint_id": breakpoint_id})
             }
         }
@@ -43,25 +52,43 @@ impl Sightline {
         let Some(bp) = self.resolve_capture_breakpoint(project, &req).await? else {
             let service = req.service_name.as_deref().unwrap_or("unknown");
             crate::wire::validate_service_name(service)?;
-            return self.drop(project, service, None, DropReason::UnknownBreakpoint).await;
+            return self
+                .drop(project, service, None, DropReason::UnknownBreakpoint)
+                .await;
         };
         let service = bp.service_name.clone();
         let settings = self.service_settings(project, &service).await?;
         if settings.kill_switch {
-            return self.drop(project, &service, Some(&bp.id), DropReason::KillSwitch).await;
+            return self
+                .drop(project, &service, Some(&bp.id), DropReason::KillSwitch)
+                .await;
         }
         if let Some(inactive) = bp.inactive(now) {
             // A retry of a capture stored before the breakpoint ran out is a duplicate.
-            let seen = self.items.get(&keys::dedup(project), &dedup_key(&bp.id, &req)).await?.is_some();
-            let reason = if seen { DropReason::Duplicate } else { inactive.reason() };
+            let seen = self
+                .items
+                .get(&keys::dedup(project), &dedup_key(&bp.id, &req))
+                .await?
+                .is_some();
+            let reason = if seen {
+                DropReason::Duplicate
+            } else {
+                inactive.reason()
+            };
             return self.drop(project, &service, Some(&bp.id), reason).await;
         }
         let Some(dedup_key) = self.claim_capture(project, &bp.id, &req).await? else {
-            return self.drop(project, &service, Some(&bp.id), DropReason::Duplicate).await;
+            return self
+                .drop(project, &service, Some(&bp.id), DropReason::Duplicate)
+                .await;
         };
         let verdict = match bp.condition.as_deref() {
             None => None,
-            Some(cond) => match self.conditions.get_or_compile(cond).and_then(|c| c.evaluate_bool(&condition_context(&req))) {
+            Some(cond) => match self
+                .conditions
+                .get_or_compile(cond)
+                .and_then(|c| c.evaluate_bool(&condition_context(&req)))
+            {
                 Ok(true) => None,
                 Ok(false) => Some(DropReason::ConditionFalse),
                 Err(_) => Some(DropReason::ConditionError),
@@ -75,25 +102,45 @@ impl Sightline {
             Ok(bp) => bp,
             Err((reason, id)) => {
                 // Not stored: a retry of this capture must not be taken for a duplicate.
-                self.items.delete(&keys::dedup(project), &dedup_key, None).await?;
+                self.items
+                    .delete(&keys::dedup(project), &dedup_key, None)
+                    .await?;
                 return self.drop(project, &service, Some(&id), reason).await;
             }
         };
-        let id = self.store_snapshot(project, &bp, req, now, &settings.pii_patterns).await?;
+        let id = self
+            .store_snapshot(project, &bp, req, now, &settings.pii_patterns)
+            .await?;
         if bp.max_captures > 0 && bp.capture_count >= bp.max_captures {
             self.disable_exhausted(project, &bp).await?;
         }
-        Ok(CaptureOutcome::Stored { id, breakpoint_id: bp.id })
+        Ok(CaptureOutcome::Stored {
+            id,
+            breakpoint_id: bp.id,
+        })
     }
 
-    async fn drop(&self, project: &str, service: &str, bp: Option<&str>, reason: DropReason) -> Result<CaptureOutcome> {
+    async fn drop(
+        &self,
+        project: &str,
+        service: &str,
+        bp: Option<&str>,
+        reason: DropReason,
+    ) -> Result<CaptureOutcome> {
         self.record_drop(project, service, bp, reason).await?;
-        Ok(CaptureOutcome::Dropped { reason, breakpoint_id: bp.map(str::to_owned) })
+        Ok(CaptureOutcome::Dropped {
+            reason,
+            breakpoint_id: bp.map(str::to_owned),
+        })
     }
 
     /// By id first; then, for SDKs that send only some fields, by function+label and by
     /// file+line within the named service (DESIGN §5).
-    async fn resolve_capture_breakpoint(&self, project: &str, req: &CaptureRequest) -> Result<Option<Breakpoint>> {
+    async fn resolve_capture_breakpoint(
+        &self,
+        project: &str,
+        req: &CaptureRequest,
+    ) -> Result<Option<Breakpoint>> {
         if let Some(id) = &req.breakpoint_id {
             if let Some(service) = &req.service_name {
                 if let Some(bp) = self.get_breakpoint_in(project, service, id).await? {
@@ -104,15 +151,21 @@ impl Sightline {
                 return Ok(Some(bp));
             }
         }
-        let Some(service) = &req.service_name else { return Ok(None) };
+        let Some(service) = &req.service_name else {
+            return Ok(None);
+        };
         let candidates = self.service_breakpoints(project, service).await?;
         let now = self.now_ms();
         let by_label = |b: &&Breakpoint| {
             req.label.as_ref().is_some_and(|l| *l == b.label)
-                && req.function_name.as_ref().is_none_or(|f| *f == b.function_name)
+                && req
+                    .function_name
+                    .as_ref()
+                    .is_none_or(|f| *f == b.function_name)
         };
         let by_line = |b: &&Breakpoint| {
-            req.file_path.as_ref().is_some_and(|f| *f == b.file_path) && req.line_number == Some(b.line_number)
+            req.file_path.as_ref().is_some_and(|f| *f == b.file_path)
+                && req.line_number == Some(b.line_number)
         };
         // Prefer an active match; otherwise report against the inactive one.
         let pick = |pred: &dyn Fn(&&Breakpoint) -> bool| {
@@ -128,7 +181,12 @@ impl Sightline {
     /// Marks this capture as seen and returns its marker key, or `None` when it was seen
     /// before (a retry or a duplicate send). The key is the client's idempotency key, or
     /// breakpoint + time + content.
-    async fn claim_capture(&self, project: &str, bp_id: &str, req: &CaptureRequest) -> Result<Option<String>> {
+    async fn claim_capture(
+        &self,
+        project: &str,
+        bp_id: &str,
+        req: &CaptureRequest,
+    ) -> Result<Option<String>> {
         let key = dedup_key(bp_id, req);
         let ttl = self.now_secs() + DEDUP_TTL_SECS;
         let item = Item::new(keys::dedup(project), key.clone(), Map::new()).with_ttl(Some(ttl));
@@ -169,7 +227,11 @@ impl Sightline {
                     Condition::cmp("rate_limit_per_minute", CmpOp::Le, 0),
                     Condition::And(vec![
                         Condition::cmp("rate_window", CmpOp::Eq, window),
-                        Condition::CmpAttr("rate_count".into(), CmpOp::Lt, "rate_limit_per_minute".into()),
+                        Condition::CmpAttr(
+                            "rate_count".into(),
+                            CmpOp::Lt,
+                            "rate_limit_per_minute".into(),
+                        ),
                     ]),
                 ])
             } else {
@@ -186,7 +248,10 @@ impl Sightline {
                     return Ok(Ok(bp));
                 }
                 Err(StoreError::ConditionFailed) => {
-                    let Some(fresh) = self.get_breakpoint_in(project, &bp.service_name, &bp.id).await? else {
+                    let Some(fresh) = self
+                        .get_breakpoint_in(project, &bp.service_name, &bp.id)
+                        .await?
+                    else {
                         return Ok(Err((DropReason::Deleted, bp.id)));
                     };
                     if let Some(inactive) = fresh.inactive(now) {
@@ -218,7 +283,16 @@ impl Sightline {
         ];
         let pk = keys::service(project, &bp.service_name);
         let sk = keys::breakpoint_sk(&bp.id);
-        match self.items.update(&pk, &sk, &ops, Some(Condition::cmp("enabled", CmpOp::Eq, true))).await {
+        match self
+            .items
+            .update(
+                &pk,
+                &sk,
+                &ops,
+                Some(Condition::cmp("enabled", CmpOp::Eq, true)),
+            )
+            .await
+        {
             Ok(item) => {
                 if let Some(b) = Breakpoint::from_item(&item) {
                     self.announce_breakpoint(project, &b, names::BREAKPOINT_UPDATED);
@@ -247,13 +321,17 @@ impl Sightline {
             // SDKs that ignore `mode` (Node, Java) send full variables: evaluate the
             // expressions here, then keep only their results, as a logpoint promises.
             if expression_results.is_none() && !bp.capture_expressions.is_empty() {
-                expression_results = Some(self.evaluate_expressions(&bp.capture_expressions, &variables));
+                expression_results =
+                    Some(self.evaluate_expressions(&bp.capture_expressions, &variables));
             }
             variables = Value::Object(Map::new());
         }
         let mut flags: Vec<SecurityFlag> = req.security_flags;
         flags.extend(scrubber.scrub_variables(&mut variables));
-        let max_depth = bp.max_depth.unwrap_or(self.config.max_variable_depth).clamp(1, self.config.max_variable_depth);
+        let max_depth = bp
+            .max_depth
+            .unwrap_or(self.config.max_variable_depth)
+            .clamp(1, self.config.max_variable_depth);
         truncate_depth(&mut variables, max_depth, 0);
         if let Some(limit) = bp.max_payload_bytes.filter(|l| *l > 0) {
             let size = variables.to_string().len() as i64;
@@ -296,20 +374,38 @@ impl Sightline {
         }));
         if payload_text.len() > self.config.inline_payload_bytes {
             let blob = keys::snapshot_blob(project, &bp.service_name, &bp.id, &id);
-            self.blobs.put(&blob, payload_text.into_bytes(), false).await?;
+            self.blobs
+                .put(&blob, payload_text.into_bytes(), false)
+                .await?;
             item_attrs.insert("payload_blob".into(), blob.into());
         } else {
             item_attrs.insert("payload".into(), payload);
         }
         let expires = now / 1000 + self.config.snapshot_retention_secs;
-        self.items.put(Item::new(keys::snapshots(project), id.clone(), item_attrs.clone()).with_ttl(Some(expires)), None).await?;
-        let ops = [UpdateOp::add("captures_total", 1), UpdateOp::set("last_capture_at", now)];
-        self.items.update(&keys::services(project), &bp.service_name, &ops, None).await?;
+        self.items
+            .put(
+                Item::new(keys::snapshots(project), id.clone(), item_attrs.clone())
+                    .with_ttl(Some(expires)),
+                None,
+            )
+            .await?;
+        let ops = [
+            UpdateOp::add("captures_total", 1),
+            UpdateOp::set("last_capture_at", now),
+        ];
+        self.items
+            .update(&keys::services(project), &bp.service_name, &ops, None)
+            .await?;
 
         item_attrs.remove("payload");
         item_attrs.remove("payload_blob");
-        if let Some(trace_id) = item_attrs.get("trace_id").and_then(Value::as_str).map(str::to_owned) {
-            self.link_snapshot_to_trace(project, &trace_id, item_attrs.clone()).await?;
+        if let Some(trace_id) = item_attrs
+            .get("trace_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        {
+            self.link_snapshot_to_trace(project, &trace_id, item_attrs.clone())
+                .await?;
         }
         let summary = snapshot_summary(&item_attrs);
         self.publish(
@@ -326,14 +422,22 @@ impl Sightline {
     /// the SDKs.
     fn evaluate_expressions(&self, expressions: &[String], variables: &Value) -> Value {
         let results = expressions.iter().map(|e| {
-            let v = self.conditions.get_or_compile(e).and_then(|c| c.evaluate(variables)).unwrap_or(Value::Null);
+            let v = self
+                .conditions
+                .get_or_compile(e)
+                .and_then(|c| c.evaluate(variables))
+                .unwrap_or(Value::Null);
             (e.clone(), v)
         });
         Value::Object(results.collect())
     }
 
     /// Snapshots of the project, newest first (used by the admin API).
-    pub(super) async fn query_snapshots(&self, project: &str, query: Query) -> Result<crate::ports::Page> {
+    pub(super) async fn query_snapshots(
+        &self,
+        project: &str,
+        query: Query,
+    ) -> Result<crate::ports::Page> {
         Ok(self.items.query(&keys::snapshots(project), query).await?)
     }
 }
@@ -343,7 +447,13 @@ fn dedup_key(bp_id: &str, req: &CaptureRequest) -> String {
     match &req.idempotency_key {
         Some(k) => sha256_hex(format!("{bp_id}\0key\0{k}").as_bytes()),
         None => {
-            let content = json!([req.variables, req.stack_trace, req.expression_results, req.trace_id, req.span_id]);
+            let content = json!([
+                req.variables,
+                req.stack_trace,
+                req.expression_results,
+                req.trace_id,
+                req.span_id
+            ]);
             sha256_hex(format!("{bp_id}\0{}\0{content}", req.captured_at_raw).as_bytes())
         }
     }
@@ -425,6 +535,9 @@ mod tests {
     fn depth_truncation_matches_the_sdk_marker() {
         let mut v = json!({"nested": {"a": [1, 2, {"b": 3}]}, "top": 1});
         truncate_depth(&mut v, 2, 0);
-        assert_eq!(v, json!({"nested": {"a": {"_truncated": true, "_depth": 2, "_length": 3}}, "top": 1}));
+        assert_eq!(
+            v,
+            json!({"nested": {"a": {"_truncated": true, "_depth": 2, "_length": 3}}, "top": 1})
+        );
     }
 }

@@ -122,7 +122,14 @@ impl Sightline {
     }
 
     /// Publishes after a committed change; never fails the request.
-    fn publish(&self, project_id: &str, service: &str, event: &str, data: Value, audience: Audience) {
+    fn publish(
+        &self,
+        project_id: &str,
+        service: &str,
+        event: &str,
+        data: Value,
+        audience: Audience,
+    ) {
         self.events.publish(ChangeEvent {
             project_id: project_id.to_owned(),
             service: service.to_owned(),
@@ -146,12 +153,23 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Formats 32 hex digits as an RFC 9562 UUID string: version 4 for random input, version
 /// 8 (custom) for derived ids, variant bits `10`.
 fn uuid_format(hex32: &str, version: char) -> String {
-    let mut h: Vec<char> = hex32.chars().chain(std::iter::repeat('0')).take(32).collect();
+    let mut h: Vec<char> = hex32
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(32)
+        .collect();
     h[12] = version;
     let variant = h[16].to_digit(16).unwrap_or(0) & 0x3 | 0x8;
     h[16] = char::from_digit(variant, 16).unwrap_or('8');
     let h: String = h.into_iter().collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Percent-encodes a path segment (everything but RFC 3986 unreserved characters).

@@ -46,7 +46,8 @@ impl Sightline {
         validate_service_name(service)?;
         self.touch_service(&p.project_id, service).await?;
         if !events.is_empty() {
-            self.record_sdk_events(&p.project_id, service, events).await?;
+            self.record_sdk_events(&p.project_id, service, events)
+                .await?;
         }
         let mut state = self.sdk_state(&p.project_id, service).await?;
         if let Value::Object(m) = &mut state {
@@ -64,8 +65,12 @@ impl Sightline {
             Vec::new()
         } else {
             let now = self.now_ms();
-            let mut active: Vec<Breakpoint> =
-                self.service_breakpoints(project_id, service).await?.into_iter().filter(|b| b.inactive(now).is_none()).collect();
+            let mut active: Vec<Breakpoint> = self
+                .service_breakpoints(project_id, service)
+                .await?
+                .into_iter()
+                .filter(|b| b.inactive(now).is_none())
+                .collect();
             active.sort_by_key(|b| std::cmp::Reverse(b.updated_at));
             fit_in_event(active.iter().map(Breakpoint::to_wire))
         };
@@ -73,19 +78,35 @@ impl Sightline {
     }
 
     /// Every stored breakpoint of a service, including inactive ones and tombstones.
-    pub(super) async fn service_breakpoints(&self, project_id: &str, service: &str) -> Result<Vec<Breakpoint>> {
+    pub(super) async fn service_breakpoints(
+        &self,
+        project_id: &str,
+        service: &str,
+    ) -> Result<Vec<Breakpoint>> {
         let items = self.service_breakpoint_items(project_id, service).await?;
         Ok(items.iter().filter_map(Breakpoint::from_item).collect())
     }
 
-    pub(super) async fn service_breakpoint_items(&self, project_id: &str, service: &str) -> Result<Vec<Item>> {
+    pub(super) async fn service_breakpoint_items(
+        &self,
+        project_id: &str,
+        service: &str,
+    ) -> Result<Vec<Item>> {
         let pk = keys::service(project_id, service);
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
             let page = self
                 .items
-                .query(&pk, Query { sk_prefix: Some(keys::BREAKPOINT_PREFIX.into()), cursor, limit: Some(500), ..Query::default() })
+                .query(
+                    &pk,
+                    Query {
+                        sk_prefix: Some(keys::BREAKPOINT_PREFIX.into()),
+                        cursor,
+                        limit: Some(500),
+                        ..Query::default()
+                    },
+                )
                 .await?;
             out.extend(page.items);
             match page.next {
@@ -95,11 +116,19 @@ impl Sightline {
         }
     }
 
-    pub(super) async fn service_settings(&self, project_id: &str, service: &str) -> Result<ServiceSettings> {
+    pub(super) async fn service_settings(
+        &self,
+        project_id: &str,
+        service: &str,
+    ) -> Result<ServiceSettings> {
         let item = self.items.get(&keys::services(project_id), service).await?;
         Ok(item
             .map(|i| ServiceSettings {
-                kill_switch: i.attrs.get("kill_switch").and_then(Value::as_bool).unwrap_or(false),
+                kill_switch: i
+                    .attrs
+                    .get("kill_switch")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
                 pii_patterns: i
                     .attrs
                     .get("pii_patterns")
@@ -139,7 +168,10 @@ impl Sightline {
         let key = (project_id.to_owned(), service.to_owned());
         {
             let mut seen = lock(&self.service_seen);
-            if seen.get(&key).is_some_and(|t| now - t < SERVICE_SEEN_INTERVAL_MS) {
+            if seen
+                .get(&key)
+                .is_some_and(|t| now - t < SERVICE_SEEN_INTERVAL_MS)
+            {
                 return Ok(());
             }
             if seen.len() > 100_000 {
@@ -152,38 +184,63 @@ impl Sightline {
             UpdateOp::SetIfNotExists("first_seen".into(), now.into()),
             UpdateOp::set("last_seen", now),
         ];
-        self.items.update(&keys::services(project_id), service, &ops, None).await?;
+        self.items
+            .update(&keys::services(project_id), service, &ops, None)
+            .await?;
         Ok(())
     }
 
-    async fn record_sdk_events(&self, project_id: &str, service: &str, events: Vec<Value>) -> Result<()> {
+    async fn record_sdk_events(
+        &self,
+        project_id: &str,
+        service: &str,
+        events: Vec<Value>,
+    ) -> Result<()> {
         let now = self.now_ms();
         let pk = keys::sdk_events(project_id, service);
         let mut counters = Vec::new();
         for event in events {
-            let kind = event.get("type").and_then(Value::as_str).unwrap_or("unknown");
-            let kind: String = kind.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+            let kind = event
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            let kind: String = kind
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
             counters.push(UpdateOp::add(&format!("sdk_event_{kind}"), 1));
             let id = format!("{now:013}-{}", &self.ids.random_hex128()[..12]);
-            let item = Item::new(pk.clone(), id, attrs(json!({"received_at": now, "type": kind, "event": event})))
-                .with_ttl(Some(now / 1000 + SDK_EVENT_TTL_SECS));
+            let item = Item::new(
+                pk.clone(),
+                id,
+                attrs(json!({"received_at": now, "type": kind, "event": event})),
+            )
+            .with_ttl(Some(now / 1000 + SDK_EVENT_TTL_SECS));
             self.items.put(item, None).await?;
         }
-        self.items.update(&keys::services(project_id), service, &counters, None).await?;
+        self.items
+            .update(&keys::services(project_id), service, &counters, None)
+            .await?;
         Ok(())
     }
 
     /// `POST /sdk/snapshots/auto-register`: idempotent on (service, function, label), also
     /// under concurrent calls: the id is derived from that triple, and only one
     /// conditional put can create it. Returns the breakpoint and whether it was created.
-    pub async fn auto_register(&self, p: &Principal, req: AutoRegisterRequest) -> Result<(Value, bool)> {
+    pub async fn auto_register(
+        &self,
+        p: &Principal,
+        req: AutoRegisterRequest,
+    ) -> Result<(Value, bool)> {
         validate_service_name(&req.service_name)?;
         let project = &p.project_id;
         let service = &req.service_name;
         let id = registration_id(project, &req);
         let now = self.now_ms();
         self.touch_service(project, service).await?;
-        self.record_code_location(project, service, &req, now).await?;
+        self.record_code_location(project, service, &req, now)
+            .await?;
         if let Some(existing) = self.active_at_call_site(project, &req, &id, now).await? {
             return Ok((existing.to_sdk_wire(now), false));
         }
@@ -209,18 +266,34 @@ impl Sightline {
                 Ok((bp.to_wire(), true))
             }
             Err(StoreError::ConditionFailed) => {
-                let existing = self.get_breakpoint_in(project, service, &id).await?.ok_or_else(|| {
-                    Error::new(crate::ErrorKind::Unavailable, "retry", "breakpoint is being created; retry")
-                })?;
+                let existing = self
+                    .get_breakpoint_in(project, service, &id)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::new(
+                            crate::ErrorKind::Unavailable,
+                            "retry",
+                            "breakpoint is being created; retry",
+                        )
+                    })?;
                 if existing.deleted_at.is_none()
-                    && (existing.file_path != req.file_path || existing.line_number != req.line_number)
+                    && (existing.file_path != req.file_path
+                        || existing.line_number != req.line_number)
                 {
                     let ops = [
                         UpdateOp::set("file_path", req.file_path.as_str()),
                         UpdateOp::set("line_number", req.line_number),
                         UpdateOp::set("updated_at", now),
                     ];
-                    let item = self.items.update(&pk, &keys::breakpoint_sk(&id), &ops, Some(Condition::Exists)).await?;
+                    let item = self
+                        .items
+                        .update(
+                            &pk,
+                            &keys::breakpoint_sk(&id),
+                            &ops,
+                            Some(Condition::Exists),
+                        )
+                        .await?;
                     if let Some(updated) = Breakpoint::from_item(&item) {
                         self.announce_breakpoint(project, &updated, names::BREAKPOINT_UPDATED);
                         return Ok((updated.to_sdk_wire(now), false));
@@ -234,17 +307,28 @@ impl Sightline {
 
     /// A breakpoint set through the admin API on this call site (same function and
     /// label) wins over registering a new one; its file/line follow the SDK's.
-    async fn active_at_call_site(&self, project: &str, req: &AutoRegisterRequest, derived_id: &str, now: i64) -> Result<Option<Breakpoint>> {
+    async fn active_at_call_site(
+        &self,
+        project: &str,
+        req: &AutoRegisterRequest,
+        derived_id: &str,
+        now: i64,
+    ) -> Result<Option<Breakpoint>> {
         if req.function_name.is_empty() || req.label.is_empty() {
             return Ok(None);
         }
         let existing = self.service_breakpoints(project, &req.service_name).await?;
         let Some(bp) = existing.into_iter().find(|b| {
-            b.id != derived_id && b.function_name == req.function_name && b.label == req.label && b.inactive(now).is_none()
+            b.id != derived_id
+                && b.function_name == req.function_name
+                && b.label == req.label
+                && b.inactive(now).is_none()
         }) else {
             return Ok(None);
         };
-        if req.file_path.is_empty() || (bp.file_path == req.file_path && bp.line_number == req.line_number) {
+        if req.file_path.is_empty()
+            || (bp.file_path == req.file_path && bp.line_number == req.line_number)
+        {
             return Ok(Some(bp));
         }
         let ops = [
@@ -253,20 +337,43 @@ impl Sightline {
             UpdateOp::set("updated_at", now),
         ];
         let pk = keys::service(project, &req.service_name);
-        let item = self.items.update(&pk, &keys::breakpoint_sk(&bp.id), &ops, Some(Condition::Exists)).await?;
+        let item = self
+            .items
+            .update(
+                &pk,
+                &keys::breakpoint_sk(&bp.id),
+                &ops,
+                Some(Condition::Exists),
+            )
+            .await?;
         let updated = Breakpoint::from_item(&item).unwrap_or(bp);
         self.announce_breakpoint(project, &updated, names::BREAKPOINT_UPDATED);
         Ok(Some(updated))
     }
 
     /// Writes the id → service index entry (idempotent: the service of an id never changes).
-    pub(super) async fn index_breakpoint(&self, project: &str, service: &str, id: &str) -> Result<()> {
-        let item = Item::new(keys::breakpoint_index(project), id, attrs(json!({"service": service})));
+    pub(super) async fn index_breakpoint(
+        &self,
+        project: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<()> {
+        let item = Item::new(
+            keys::breakpoint_index(project),
+            id,
+            attrs(json!({"service": service})),
+        );
         self.items.put(item, None).await?;
         Ok(())
     }
 
-    async fn record_code_location(&self, project: &str, service: &str, req: &AutoRegisterRequest, now: i64) -> Result<()> {
+    async fn record_code_location(
+        &self,
+        project: &str,
+        service: &str,
+        req: &AutoRegisterRequest,
+        now: i64,
+    ) -> Result<()> {
         if req.file_path.is_empty() {
             return Ok(());
         }
@@ -280,7 +387,14 @@ impl Sightline {
             UpdateOp::add("hit_count", 1),
             UpdateOp::set("source", "auto_register"),
         ];
-        self.items.update(&keys::code(project, service), &keys::code_sk(&req.file_path, req.line_number), &ops, None).await?;
+        self.items
+            .update(
+                &keys::code(project, service),
+                &keys::code_sk(&req.file_path, req.line_number),
+                &ops,
+                None,
+            )
+            .await?;
         Ok(())
     }
 
@@ -291,24 +405,56 @@ impl Sightline {
         let now = self.now_ms();
         let service = &bp.service_name;
         if bp.inactive(now).is_none() && event != names::BREAKPOINT_DELETED {
-            self.publish(project, service, event, bp.to_wire(), crate::events::Audience::All);
+            self.publish(
+                project,
+                service,
+                event,
+                bp.to_wire(),
+                crate::events::Audience::All,
+            );
         } else {
-            self.publish(project, service, names::BREAKPOINT_DELETED, json!({"id": bp.id}), Audience::All);
+            self.publish(
+                project,
+                service,
+                names::BREAKPOINT_DELETED,
+                json!({"id": bp.id}),
+                Audience::All,
+            );
         }
-        self.publish(project, service, names::BREAKPOINT, bp.to_api(now), Audience::Dashboard);
+        self.publish(
+            project,
+            service,
+            names::BREAKPOINT,
+            bp.to_api(now),
+            Audience::Dashboard,
+        );
     }
 
-    pub(super) async fn get_breakpoint_in(&self, project: &str, service: &str, id: &str) -> Result<Option<Breakpoint>> {
-        let item = self.items.get(&keys::service(project, service), &keys::breakpoint_sk(id)).await?;
+    pub(super) async fn get_breakpoint_in(
+        &self,
+        project: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<Option<Breakpoint>> {
+        let item = self
+            .items
+            .get(&keys::service(project, service), &keys::breakpoint_sk(id))
+            .await?;
         Ok(item.as_ref().and_then(Breakpoint::from_item))
     }
 
     /// Finds a breakpoint by id anywhere in the project.
-    pub(super) async fn find_breakpoint(&self, project: &str, id: &str) -> Result<Option<Breakpoint>> {
+    pub(super) async fn find_breakpoint(
+        &self,
+        project: &str,
+        id: &str,
+    ) -> Result<Option<Breakpoint>> {
         let Some(index) = self.items.get(&keys::breakpoint_index(project), id).await? else {
             return Ok(None);
         };
-        let Some(service) = index.get_str("service") else { return Ok(None) };
+        let Some(service) = index.get_str("service") else {
+            return Ok(None);
+        };
         self.get_breakpoint_in(project, service, id).await
     }
 
@@ -337,16 +483,25 @@ impl Sightline {
             Err(r) => (false, r.as_str().to_owned(), None),
             Ok(()) => match &bp.condition {
                 None => (true, "no_condition".to_owned(), None),
-                Some(c) => match self.conditions.get_or_compile(c).and_then(|c| c.evaluate_bool(&req.variables)) {
+                Some(c) => match self
+                    .conditions
+                    .get_or_compile(c)
+                    .and_then(|c| c.evaluate_bool(&req.variables))
+                {
                     Ok(true) => (true, "condition_true".to_owned(), None),
                     Ok(false) => (false, DropReason::ConditionFalse.as_str().to_owned(), None),
-                    Err(e) => (false, DropReason::ConditionError.as_str().to_owned(), Some(e.to_string())),
+                    Err(e) => (
+                        false,
+                        DropReason::ConditionError.as_str().to_owned(),
+                        Some(e.to_string()),
+                    ),
                 },
             },
         };
         if !capture {
             if let Some(r) = DropReason::ALL.into_iter().find(|r| r.as_str() == reason) {
-                self.record_drop(project, &bp.service_name, Some(&bp.id), r).await?;
+                self.record_drop(project, &bp.service_name, Some(&bp.id), r)
+                    .await?;
             }
         }
         Ok(json!({
@@ -359,7 +514,12 @@ impl Sightline {
     }
 
     /// `POST /api/services/{service}/kill-switch`.
-    pub async fn set_kill_switch(&self, p: &Principal, service: &str, enabled: bool) -> Result<Value> {
+    pub async fn set_kill_switch(
+        &self,
+        p: &Principal,
+        service: &str,
+        enabled: bool,
+    ) -> Result<Value> {
         validate_service_name(service)?;
         let now = self.now_ms();
         let ops = [
@@ -368,23 +528,55 @@ impl Sightline {
             UpdateOp::set("kill_switch", enabled),
             UpdateOp::set("kill_switch_updated_at", now),
         ];
-        self.items.update(&keys::services(&p.project_id), service, &ops, None).await?;
-        self.publish(&p.project_id, service, names::KILL_SWITCH, json!({"enabled": enabled}), Audience::All);
+        self.items
+            .update(&keys::services(&p.project_id), service, &ops, None)
+            .await?;
+        self.publish(
+            &p.project_id,
+            service,
+            names::KILL_SWITCH,
+            json!({"enabled": enabled}),
+            Audience::All,
+        );
         Ok(json!({"service": service, "kill_switch": enabled}))
     }
 
     /// Counts a dropped capture per service and breakpoint, and tells dashboards.
-    pub(super) async fn record_drop(&self, project: &str, service: &str, bp: Option<&str>, reason: DropReason) -> Result<()> {
+    pub(super) async fn record_drop(
+        &self,
+        project: &str,
+        service: &str,
+        bp: Option<&str>,
+        reason: DropReason,
+    ) -> Result<()> {
         let counter = reason.counter_attr();
         let ops = [UpdateOp::add(&counter, 1), UpdateOp::add("drops_total", 1)];
         // Counted on services that exist; an SDK key cannot conjure service records.
-        match self.items.update(&keys::services(project), service, &ops, Some(Condition::Exists)).await {
+        match self
+            .items
+            .update(
+                &keys::services(project),
+                service,
+                &ops,
+                Some(Condition::Exists),
+            )
+            .await
+        {
             Ok(_) | Err(StoreError::ConditionFailed) => {}
             Err(e) => return Err(e.into()),
         }
         if let Some(id) = bp {
             let ops = [UpdateOp::add(&counter, 1), UpdateOp::add("drop_count", 1)];
-            match self.items.update(&keys::service(project, service), &keys::breakpoint_sk(id), &ops, Some(Condition::Exists)).await {
+            match self
+                .items
+                .update(
+                    &keys::service(project, service),
+                    &keys::breakpoint_sk(id),
+                    &ops,
+                    Some(Condition::Exists),
+                )
+                .await
+            {
                 Ok(_) | Err(StoreError::ConditionFailed) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -422,9 +614,15 @@ fn fit_in_event(breakpoints: impl Iterator<Item = Value>) -> Vec<Value> {
 /// function, label), or of the file and line when an SDK sends neither name.
 fn registration_id(project: &str, req: &AutoRegisterRequest) -> String {
     let key = if req.function_name.is_empty() && req.label.is_empty() {
-        format!("{project}\0{}\0file\0{}\0{}", req.service_name, req.file_path, req.line_number)
+        format!(
+            "{project}\0{}\0file\0{}\0{}",
+            req.service_name, req.file_path, req.line_number
+        )
     } else {
-        format!("{project}\0{}\0fn\0{}\0{}", req.service_name, req.function_name, req.label)
+        format!(
+            "{project}\0{}\0fn\0{}\0{}",
+            req.service_name, req.function_name, req.label
+        )
     };
     uuid_format(&sha256_hex(key.as_bytes()), '8')
 }

@@ -13,7 +13,9 @@ use crate::ports::{CmpOp, Condition, Item, Query};
 use crate::timefmt::format_ms;
 
 /// Upper bounds (ms) of the latency histogram kept per service and minute.
-pub const LATENCY_BUCKETS_MS: [f64; 13] = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+pub const LATENCY_BUCKETS_MS: [f64; 13] = [
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
 
 /// Filters of `GET /api/traces`.
 #[derive(Debug, Clone, Default)]
@@ -31,11 +33,25 @@ const MAX_TRACE_PAGE: usize = 100;
 
 impl Sightline {
     /// Links a stored snapshot to its trace, so the trace view lists it.
-    pub(super) async fn link_snapshot_to_trace(&self, project: &str, trace_id: &str, snapshot: Map<String, Value>) -> Result<()> {
-        let id = snapshot.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    pub(super) async fn link_snapshot_to_trace(
+        &self,
+        project: &str,
+        trace_id: &str,
+        snapshot: Map<String, Value>,
+    ) -> Result<()> {
+        let id = snapshot
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let ttl = Some(self.now_secs() + self.config.trace_retention_secs);
         let sk = format!("{}{id}", keys::TRACE_SNAPSHOT_PREFIX);
-        self.items.put(Item::new(keys::trace(project, trace_id), sk, snapshot).with_ttl(ttl), None).await?;
+        self.items
+            .put(
+                Item::new(keys::trace(project, trace_id), sk, snapshot).with_ttl(ttl),
+                None,
+            )
+            .await?;
         Ok(())
     }
 
@@ -63,10 +79,17 @@ impl Sightline {
             descending: true,
             limit: Some(f.limit.unwrap_or(50).clamp(1, MAX_TRACE_PAGE)),
             cursor: f.cursor,
-            filter: if conds.is_empty() { None } else { Some(Condition::And(conds)) },
+            filter: if conds.is_empty() {
+                None
+            } else {
+                Some(Condition::And(conds))
+            },
             ..Query::default()
         };
-        let page = self.items.query(&keys::traces(&p.project_id), query).await?;
+        let page = self
+            .items
+            .query(&keys::traces(&p.project_id), query)
+            .await?;
         let traces: Vec<Value> = page.items.iter().map(trace_summary).collect();
         Ok(json!({"traces": traces, "next_cursor": page.next}))
     }
@@ -83,7 +106,17 @@ impl Sightline {
         let mut list_sk = None;
         let mut cursor = None;
         loop {
-            let page = self.items.query(&pk, Query { cursor, limit: Some(200), ..Query::default() }).await?;
+            let page = self
+                .items
+                .query(
+                    &pk,
+                    Query {
+                        cursor,
+                        limit: Some(200),
+                        ..Query::default()
+                    },
+                )
+                .await?;
             for item in &page.items {
                 if item.sk.starts_with(keys::TRACE_BATCH_PREFIX) {
                     let batch = match (item.attrs.get("spans"), item.get_str("spans_blob")) {
@@ -111,7 +144,11 @@ impl Sightline {
         }
         spans.sort_by_key(|s| s.get("start_ns").and_then(Value::as_i64).unwrap_or(0));
         let summary = match list_sk {
-            Some(sk) => self.items.get(&keys::traces(&p.project_id), &sk).await?.map(|i| trace_summary(&i)),
+            Some(sk) => self
+                .items
+                .get(&keys::traces(&p.project_id), &sk)
+                .await?
+                .map(|i| trace_summary(&i)),
             None => None,
         };
         let mut out = summary.unwrap_or_else(|| json!({"trace_id": trace_id}));
@@ -124,7 +161,12 @@ impl Sightline {
 
     /// Request rate, error rate and latency percentiles of a service over the last
     /// `window_minutes`, from its per-minute statistics.
-    pub(super) async fn service_stats(&self, project: &str, service: &str, window_minutes: i64) -> Result<Value> {
+    pub(super) async fn service_stats(
+        &self,
+        project: &str,
+        service: &str,
+        window_minutes: i64,
+    ) -> Result<Value> {
         let now_min = self.now_ms().div_euclid(60_000);
         let from = now_min - window_minutes + 1;
         let page = self
@@ -142,7 +184,11 @@ impl Sightline {
         let mut requests = 0i64;
         let mut errors = 0i64;
         let mut buckets = [0i64; LATENCY_BUCKETS_MS.len() + 1];
-        for item in page.items.iter().filter(|i| i.sk.parse::<i64>().is_ok_and(|m| m >= from)) {
+        for item in page
+            .items
+            .iter()
+            .filter(|i| i.sk.parse::<i64>().is_ok_and(|m| m >= from))
+        {
             requests += item.get_i64("requests").unwrap_or(0);
             errors += item.get_i64("errors").unwrap_or(0);
             for (i, b) in buckets.iter_mut().enumerate() {
@@ -163,7 +209,16 @@ impl Sightline {
 
     /// Metric series of a service (for the services view).
     pub(super) async fn service_metrics(&self, project: &str, service: &str) -> Result<Vec<Value>> {
-        let page = self.items.query(&keys::metrics(project, service), Query { limit: Some(100), ..Query::default() }).await?;
+        let page = self
+            .items
+            .query(
+                &keys::metrics(project, service),
+                Query {
+                    limit: Some(100),
+                    ..Query::default()
+                },
+            )
+            .await?;
         Ok(page
             .items
             .iter()
@@ -191,7 +246,14 @@ impl Sightline {
         loop {
             let page = self
                 .items
-                .query(&keys::code(&p.project_id, service), Query { cursor, limit: Some(1000), ..Query::default() })
+                .query(
+                    &keys::code(&p.project_id, service),
+                    Query {
+                        cursor,
+                        limit: Some(1000),
+                        ..Query::default()
+                    },
+                )
                 .await?;
             for item in &page.items {
                 let file = item.get_str("file_path").unwrap_or_default().to_owned();
@@ -203,15 +265,20 @@ impl Sightline {
                 }
                 total += 1;
                 let ms = |k: &str| item.get_i64(k).map(format_ms);
-                files.entry(file).or_default().entry(function).or_default().push(json!({
-                    "line": item.get_i64("line_number").unwrap_or(0),
-                    "hits": item.get_i64("hit_count").unwrap_or(0),
-                    "first_seen": ms("first_seen"),
-                    "last_seen": ms("last_seen"),
-                    "example_trace_id": item.attrs.get("example_trace_id"),
-                    "label": item.attrs.get("label"),
-                    "source": item.attrs.get("source"),
-                }));
+                files
+                    .entry(file)
+                    .or_default()
+                    .entry(function)
+                    .or_default()
+                    .push(json!({
+                        "line": item.get_i64("line_number").unwrap_or(0),
+                        "hits": item.get_i64("hit_count").unwrap_or(0),
+                        "first_seen": ms("first_seen"),
+                        "last_seen": ms("last_seen"),
+                        "example_trace_id": item.attrs.get("example_trace_id"),
+                        "label": item.attrs.get("label"),
+                        "source": item.attrs.get("source"),
+                    }));
             }
             match page.next {
                 Some(n) if total < 20_000 => cursor = Some(n),
@@ -221,8 +288,10 @@ impl Sightline {
         let files: Vec<Value> = files
             .into_iter()
             .map(|(file, functions)| {
-                let functions: Vec<Value> =
-                    functions.into_iter().map(|(name, lines)| json!({"name": name, "lines": lines})).collect();
+                let functions: Vec<Value> = functions
+                    .into_iter()
+                    .map(|(name, lines)| json!({"name": name, "lines": lines}))
+                    .collect();
                 json!({"file": file, "functions": functions})
             })
             .collect();
@@ -241,7 +310,11 @@ fn percentile(buckets: &[i64], q: f64) -> Option<f64> {
     for (i, n) in buckets.iter().enumerate() {
         let next = seen + *n as f64;
         if next >= target && *n > 0 {
-            let lower = if i == 0 { 0.0 } else { LATENCY_BUCKETS_MS[i - 1] };
+            let lower = if i == 0 {
+                0.0
+            } else {
+                LATENCY_BUCKETS_MS[i - 1]
+            };
             let upper = LATENCY_BUCKETS_MS.get(i).copied().unwrap_or(lower * 2.0);
             let frac = (target - seen) / *n as f64;
             return Some(lower + (upper - lower) * frac);
