@@ -23,7 +23,10 @@ fn check_idempotent(scrubber: &Scrubber, doc: &Value, request: bool) {
     let flags = scrub(&mut once);
     for f in &flags {
         assert!(f.redacted);
-        assert!(matches!(f.severity.as_str(), "critical" | "high" | "medium"));
+        assert!(matches!(
+            f.severity.as_str(),
+            "critical" | "high" | "medium"
+        ));
     }
     let mut twice = once.clone();
     let again = scrub(&mut twice);
