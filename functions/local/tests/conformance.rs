@@ -995,3 +995,45 @@ async fn a_dropped_capture_can_be_retried_with_the_same_idempotency_key() {
     .await;
     assert_eq!(s.post("/sdk/snapshots/capture", other).await.0, 201);
 }
+
+// Sightline extension: batched capture upload with per-snapshot outcomes.
+#[tokio::test]
+async fn batch_capture_reports_each_snapshot() {
+    let s = Server::start();
+    let (_, bp) = s
+        .post(
+            "/api/breakpoints",
+            json!({"service_name": "svc", "file_path": "/a.py", "line_number": 2,
+            "function_name": "g", "label": "g", "condition": "n > 1", "rate_limit_per_minute": 0}),
+        )
+        .await;
+    let mut a = capture_body(&bp, 1);
+    a["variables"] = json!({"n": 5});
+    a["idempotency_key"] = json!("batch-a");
+    let mut b = capture_body(&bp, 2);
+    b["variables"] = json!({"n": 0});
+    let body = json!({"snapshots": [a.clone(), b, {"variables": "not an object"}, a]});
+    let (status, out) = s.post("/sdk/snapshots/capture/batch", body).await;
+    assert_eq!(status, 200, "{out}");
+    let r = out["results"].as_array().unwrap();
+    assert_eq!(r.len(), 4);
+    assert_eq!(r[0]["status"], "stored");
+    assert_eq!(
+        (r[1]["status"].as_str(), r[1]["reason"].as_str()),
+        (Some("dropped"), Some("condition_false"))
+    );
+    assert_eq!(
+        (r[2]["status"].as_str(), r[2]["error"]["code"].as_str()),
+        (Some("invalid"), Some("invalid_field"))
+    );
+    assert_eq!(
+        (r[3]["status"].as_str(), r[3]["reason"].as_str()),
+        (Some("dropped"), Some("duplicate"))
+    );
+    let too_many = json!({"snapshots": vec![json!({}); 101]});
+    let (status, err) = s.post("/sdk/snapshots/capture/batch", too_many).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("batch_too_large"))
+    );
+}

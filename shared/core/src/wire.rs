@@ -314,6 +314,37 @@ impl CaptureRequest {
     }
 }
 
+/// Most snapshots in one batch upload.
+pub const MAX_BATCH: usize = 100;
+
+/// `POST /sdk/snapshots/capture/batch` body: `{"snapshots":[…]}` (Sightline extension).
+/// Each element is parsed on its own, so one malformed snapshot does not sink the rest.
+pub fn parse_capture_batch(body: &[u8]) -> Result<Vec<Result<CaptureRequest>>> {
+    let mut m = as_object(parse_lenient_json(body)?, "request body")?;
+    let items = match m.remove("snapshots") {
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(Error::bad_request(
+                "invalid_field",
+                format!("`snapshots` must be an array, got {}", type_name(&other)),
+            ))
+        }
+        None => {
+            return Err(Error::bad_request(
+                "missing_field",
+                "`snapshots` is required",
+            ))
+        }
+    };
+    if items.len() > MAX_BATCH {
+        return Err(Error::bad_request(
+            "batch_too_large",
+            format!("at most {MAX_BATCH} snapshots per batch"),
+        ));
+    }
+    Ok(items.into_iter().map(CaptureRequest::from_value).collect())
+}
+
 /// `variables` as an object: PHP sends `[]` for an empty array and a list for a
 /// non-empty one (indexed keys then).
 fn normalize_variables(v: Option<Value>) -> Result<Value> {

@@ -91,6 +91,7 @@ pub fn sdk_routes() -> Router<AppState> {
         .route("/sdk/snapshots/auto-register", post(auto_register))
         .route("/sdk/snapshots/register", post(auto_register))
         .route("/sdk/snapshots/capture", post(capture))
+        .route("/sdk/snapshots/capture/batch", post(capture_batch))
         .route("/sdk/snapshots", post(capture))
         .route("/sdk/snapshots/checkin", post(checkin))
         .route("/sdk/snapshots/stream/{service}", get(sdk_stream))
@@ -174,6 +175,16 @@ async fn auto_register(
 
 /// 201 when stored, 200 when dropped for a business reason (never 5xx: SDK circuit
 /// breakers count those as failures).
+/// Up to 100 snapshots in one request (Sightline extension; our SDKs use it).
+async fn capture_batch(
+    State(s): State<AppState>,
+    SdkAuth(p): SdkAuth,
+    LimitedBody(body): LimitedBody,
+) -> ApiResult<Json<Value>> {
+    let batch = sightline_core::wire::parse_capture_batch(&body)?;
+    Ok(Json(s.app.capture_batch(&p, batch).await?))
+}
+
 async fn capture(
     State(s): State<AppState>,
     SdkAuth(p): SdkAuth,

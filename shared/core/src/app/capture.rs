@@ -46,6 +46,32 @@ impl CaptureOutcome {
 }
 
 impl Sightline {
+    /// `POST /sdk/snapshots/capture/batch`: each snapshot goes through [`Self::capture`] on
+    /// its own; the answer lists one outcome (or error) per snapshot, in order. A storage
+    /// failure fails the whole request so the client retries it; idempotency keys make
+    /// the retry store nothing twice.
+    pub async fn capture_batch(
+        &self,
+        p: &Principal,
+        batch: Vec<Result<CaptureRequest>>,
+    ) -> Result<Value> {
+        let mut results = Vec::with_capacity(batch.len());
+        for item in batch {
+            let result = match item {
+                Ok(req) => self.capture(p, req).await.map(|o| o.to_body()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(body) => results.push(body),
+                Err(e) if e.kind.status() < 500 => results.push(
+                    json!({"status": "invalid", "error": {"code": e.code, "message": e.message}}),
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(json!({"results": results}))
+    }
+
     pub async fn capture(&self, p: &Principal, req: CaptureRequest) -> Result<CaptureOutcome> {
         let project = p.project_id.as_str();
         let now = self.now_ms();
