@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the npm packages of tests/otel/node (the real OpenTelemetry JS exporter that the
 # otel-e2e step of scripts/test.sh drives) exactly as its package-lock.json pins them, with
-# `npm ci` (docs: /work/shared/ENVIRONMENT.md "Real clients to test against").
+# `npm ci`.
 #
 # Idempotent: node_modules keeps a stamp of the sha256 of package.json and package-lock.json
 # and of the Node version it was installed with; when all three still match it does nothing.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv/sdk-python with the official TraceKit Python SDK (tracekit-apm 1.4.1) and the
-# OpenTelemetry pins it needs (docs: /work/shared/ENVIRONMENT.md "Real clients to test against";
-# without the pins pip silently resolves tracekit-apm 1.0.1).
+# OpenTelemetry pins it needs (without the pins pip silently resolves tracekit-apm 1.0.1, whose
+# OpenTelemetry requirements conflict with the newest instrumentation packages).
 #
 # Idempotent: when the venv already holds exactly these pins (recorded in a marker file) it
 # does nothing. Override the interpreter with PYTHON=..., the venv path with SDK_VENV=...
