@@ -66,10 +66,14 @@ impl std::error::Error for InitError {}
 pub struct Stats {
     /// Captures that matched a breakpoint, passed local checks and were queued.
     pub captured: u64,
-    /// Captures the server accepted with 2xx (stored or deliberately dropped by it).
+    /// Captures the server accepted with 2xx (stored or deliberately dropped by it), counted
+    /// per snapshot, batched or not.
     pub uploaded: u64,
-    /// Of `uploaded`, those the server answered with `"status":"dropped"`.
+    /// Of `uploaded`, those the server answered with `"status":"dropped"` (a `duplicate` drop,
+    /// the answer to a retry of an already stored snapshot, is not counted).
     pub server_dropped: u64,
+    /// Batch requests (`POST /sdk/snapshots/capture/batch`) the server accepted.
+    pub batches: u64,
     /// Dropped because the queue was full.
     pub dropped_queue_full: u64,
     /// Dropped because the circuit breaker was open.
@@ -82,7 +86,8 @@ pub struct Stats {
     pub condition_false: u64,
     /// Not uploaded because the server's check-in said `skip`.
     pub checkin_skipped: u64,
-    /// Uploads that failed (4xx, or network/5xx/timeout after every retry).
+    /// Captures whose upload failed (4xx, an `invalid` batch result, or network/5xx/timeout
+    /// after every retry).
     pub failed: u64,
     /// Variables whose `Serialize` failed or panicked (an `_error` placeholder is sent).
     pub serialize_errors: u64,
@@ -109,6 +114,7 @@ pub(crate) struct Counters {
     pub captured: AtomicU64,
     pub uploaded: AtomicU64,
     pub server_dropped: AtomicU64,
+    pub batches: AtomicU64,
     pub dropped_queue_full: AtomicU64,
     pub dropped_circuit_open: AtomicU64,
     pub dropped_inactive: AtomicU64,
@@ -138,6 +144,7 @@ impl Counters {
             captured: g(&self.captured),
             uploaded: g(&self.uploaded),
             server_dropped: g(&self.server_dropped),
+            batches: g(&self.batches),
             dropped_queue_full: g(&self.dropped_queue_full),
             dropped_circuit_open: g(&self.dropped_circuit_open),
             dropped_inactive: g(&self.dropped_inactive),

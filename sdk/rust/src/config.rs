@@ -95,7 +95,8 @@ pub struct Config {
     pub capture_timeout: Duration,
     /// Bounded capture queue; when full, captures are dropped (and counted), never blocking.
     pub queue_capacity: usize,
-    /// Upload attempts per capture (network errors and 5xx are retried; same idempotency key).
+    /// Upload attempts per capture or batch of captures (network errors and 5xx are retried;
+    /// same idempotency keys).
     pub upload_attempts: u32,
 }
 

@@ -58,6 +58,17 @@
 //! fails the capture is uploaded anyway and the server, which re-evaluates every condition on
 //! capture, drops it if it does not match.
 //!
+//! ## Uploads
+//! The background thread uploads over at most 4 concurrent requests. A free request slot
+//! takes whatever is queued: one snapshot goes out at once (`POST /sdk/snapshots/capture`),
+//! several — up to 100 and about 900 KB of JSON — go as one
+//! `POST /sdk/snapshots/capture/batch` (a Sightline extension), so batches form under load
+//! and nothing ever waits for one to fill. A backend without the batch route (404/405, e.g.
+//! another TraceKit-compatible server) is remembered and every snapshot is then uploaded on
+//! its own. Network errors and 5xx are retried with backoff ([`Config::upload_attempts`]),
+//! resending the same idempotency keys; a batch that still fails counts as one
+//! circuit-breaker failure. [`Stats`] counts outcomes per snapshot, plus `batches`.
+//!
 //! ## Safety
 //! Every public entry point runs under `catch_unwind`: a panic (including in a user's
 //! `Serialize` impl, which is then replaced by `{"_error": "serialization panicked"}`) is
