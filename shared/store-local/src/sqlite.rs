@@ -1,9 +1,12 @@
 //! `ItemStore` on one SQLite file.
 //!
-//! WAL mode lets readers run beside the single writer. All writes go through one connection
-//! behind an async mutex, and every conditional write is read-check-write inside
-//! `BEGIN IMMEDIATE`, which also serialises against other processes opening the same file.
-//! rusqlite blocks, so each call runs on `spawn_blocking` holding its connection's guard.
+//! WAL mode lets readers run beside the single writer. All writes go to one writer thread
+//! that owns the write connection and **group-commits**: it takes every write waiting in
+//! its queue (up to [`GROUP_MAX`]) into one `BEGIN IMMEDIATE` transaction, runs each as
+//! read-check-write inside its own `SAVEPOINT` (a failed condition undoes only itself), and
+//! commits once. A write's caller hears back only after that commit, so an acknowledged
+//! write is durable, and the cost of a commit is shared by everything queued behind it.
+//! Reads run on `spawn_blocking` with a small pool of read-only connections.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,12 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use sightline_core::ports::{
     apply_update, Attrs, Clock, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult,
     UpdateOp,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use crate::now_secs;
 use crate::query::{plan, Pager, SkRange};
@@ -29,6 +32,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows removed per sweep transaction, so the sweeper never holds the writer for long.
 const SWEEP_CHUNK: usize = 1000;
 const SCHEMA_VERSION: i64 = 1;
+/// Most writes committed together in one transaction.
+const GROUP_MAX: usize = 512;
+
+/// A write for the writer thread: runs inside the group's transaction and returns whether
+/// it succeeded plus how to tell its caller once the group's commit outcome is known.
+type Job = Box<dyn FnOnce(&Connection, i64) -> Done + Send>;
+
+struct Done {
+    ok: bool,
+    deliver: Box<dyn FnOnce(Result<(), String>) + Send>,
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
@@ -43,7 +57,7 @@ CREATE INDEX IF NOT EXISTS items_expires_at ON items (expires_at) WHERE expires_
 
 /// `ItemStore` backed by a single SQLite database file.
 pub struct SqliteItemStore {
-    writer: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<Job>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     clock: Arc<dyn Clock>,
@@ -73,8 +87,15 @@ impl SqliteItemStore {
             })
             .collect::<StoreResult<Vec<_>>>()?;
 
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let writer_clock = Arc::clone(&clock);
+        std::thread::Builder::new()
+            .name("sightline-sqlite-writer".into())
+            .spawn(move || writer_loop(&writer, &queue, &*writer_clock))
+            .map_err(|e| StoreError::Backend(format!("cannot start the sqlite writer: {e}")))?;
+
         Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
+            writer: jobs,
             readers,
             next_reader: AtomicUsize::new(0),
             clock,
@@ -109,15 +130,32 @@ impl SqliteItemStore {
         Ok(total)
     }
 
-    /// Runs `f` on the writer connection; `now` is the TTL clock in Unix seconds.
+    /// Runs `f` on the writer thread inside the current group transaction; `now` is the TTL
+    /// clock in Unix seconds. Resolves after the group has committed.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, i64) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, i64) -> StoreResult<T> + Send + 'static,
     {
-        let guard = Arc::clone(&self.writer).lock_owned().await;
-        let now = now_secs(&*self.clock);
-        run_blocking(guard, now, f).await
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn, now| {
+            let result = f(conn, now);
+            Done {
+                ok: result.is_ok(),
+                deliver: Box::new(move |commit| {
+                    let _ = reply.send(match commit {
+                        Ok(()) => result,
+                        Err(e) => Err(StoreError::Unavailable(e)),
+                    });
+                }),
+            }
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Backend("the sqlite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the sqlite writer has stopped".into()))?
     }
 
     /// Runs `f` on a free reader connection (or waits for one).
@@ -158,10 +196,61 @@ where
         .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
 }
 
+/// The writer thread: one group transaction per batch of queued writes (see module docs).
+/// Ends when the store (the only sender) is dropped.
+fn writer_loop(conn: &Connection, queue: &std::sync::mpsc::Receiver<Job>, clock: &dyn Clock) {
+    while let Ok(first) = queue.recv() {
+        let now = now_secs(clock);
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let done = first(conn, now);
+            (done.deliver)(Err(format!("sqlite: cannot begin: {e}")));
+            continue;
+        }
+        let mut group = Vec::with_capacity(16);
+        group.push(run_in_savepoint(conn, first, now));
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(job) => group.push(run_in_savepoint(conn, job, now)),
+                Err(_) => break,
+            }
+        }
+        let commit = conn
+            .execute_batch("COMMIT")
+            .map_err(|e| format!("sqlite: commit failed: {e}"));
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in group {
+            (done.deliver)(commit.clone());
+        }
+    }
+}
+
+/// Runs one write in its own savepoint, undoing just its changes when it fails.
+fn run_in_savepoint(conn: &Connection, job: Job, now: i64) -> Done {
+    if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+        let mut done = job(conn, now);
+        done.ok = false;
+        let message = format!("sqlite: savepoint failed: {e}");
+        let deliver = done.deliver;
+        done.deliver = Box::new(move |_| deliver(Err(message)));
+        return done;
+    }
+    let done = job(conn, now);
+    if !done.ok {
+        let _ = conn.execute_batch("ROLLBACK TO op");
+    }
+    let _ = conn.execute_batch("RELEASE op");
+    done
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // In WAL mode NORMAL survives process crashes; only an OS crash can lose the last commits.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Hot pages stay in memory; reads of recently written pages avoid system calls.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -300,17 +389,11 @@ impl ItemStore for SqliteItemStore {
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> StoreResult<()> {
         self.write(move |conn, now| {
-            let Some(condition) = condition else {
-                // A single statement is atomic on its own.
-                return write_item(conn, &item);
-            };
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .db()?;
-            let current = read_item(&tx, &item.pk, &item.sk, now)?;
-            check(Some(&condition), current.as_ref())?;
-            write_item(&tx, &item)?;
-            tx.commit().db()
+            if let Some(condition) = condition {
+                let current = read_item(conn, &item.pk, &item.sk, now)?;
+                check(Some(&condition), current.as_ref())?;
+            }
+            write_item(conn, &item)
         })
         .await
     }
@@ -324,15 +407,11 @@ impl ItemStore for SqliteItemStore {
     ) -> StoreResult<Item> {
         let (pk, sk, ops) = (pk.to_owned(), sk.to_owned(), ops.to_vec());
         self.write(move |conn, now| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .db()?;
-            let current = read_item(&tx, &pk, &sk, now)?;
+            let current = read_item(conn, &pk, &sk, now)?;
             check(condition.as_ref(), current.as_ref())?;
             let mut item = current.unwrap_or_else(|| Item::new(pk, sk, Attrs::new()));
             apply_update(&mut item, &ops);
-            write_item(&tx, &item)?;
-            tx.commit().db()?;
+            write_item(conn, &item)?;
             Ok(item)
         })
         .await
@@ -346,17 +425,13 @@ impl ItemStore for SqliteItemStore {
     ) -> StoreResult<Option<Item>> {
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
         self.write(move |conn, now| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .db()?;
-            let current = read_item(&tx, &pk, &sk, now)?;
+            let current = read_item(conn, &pk, &sk, now)?;
             check(condition.as_ref(), current.as_ref())?;
             // Also removes an expired row, which callers already treat as absent.
-            tx.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
+            conn.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
                 .db()?
                 .execute(rusqlite::params![pk, sk])
                 .db()?;
-            tx.commit().db()?;
             Ok(current)
         })
         .await
