@@ -41,6 +41,10 @@ pub struct Config {
     /// How long a resolved API key is trusted without a store read (revocation delay
     /// across processes; revocation in the same process is immediate).
     pub auth_cache_ms: i64,
+    /// How long a poll's answer may be reused without reading the store. Changes made
+    /// through this process drop it at once; changes made by another process (another
+    /// Lambda instance) show within this delay, far below the SDKs' 30 s poll interval.
+    pub state_cache_ms: i64,
     /// Hard cap on variable nesting, whatever a breakpoint says.
     pub max_variable_depth: i64,
     /// Longest stored stack trace.
@@ -55,6 +59,7 @@ impl Default for Config {
             snapshot_retention_secs: crate::model::defaults::SNAPSHOT_RETENTION_SECS,
             trace_retention_secs: 7 * 24 * 3600,
             auth_cache_ms: 10_000,
+            state_cache_ms: 1_000,
             max_variable_depth: 10,
             max_stack_trace_bytes: 64 * 1024,
         }
@@ -84,6 +89,9 @@ pub struct Sightline {
     auth_cache: Mutex<HashMap<String, (crate::model::Principal, i64)>>,
     /// Compiled scrubbers by their custom-pattern set (JSON text).
     scrubbers: Mutex<HashMap<String, Arc<Scrubber>>>,
+    /// (project, service) → the SDK state served by polls and SSE `init`, and when it was
+    /// read. Dropped whenever this process publishes a change to that service.
+    state_cache: Mutex<HashMap<(String, String), (Value, i64)>>,
     /// (project, service) → last time this process recorded the service as seen.
     service_seen: Mutex<HashMap<(String, String), i64>>,
 }
@@ -101,6 +109,7 @@ impl Sightline {
             auth_cache: Mutex::new(HashMap::new()),
             scrubbers: Mutex::new(HashMap::new()),
             service_seen: Mutex::new(HashMap::new()),
+            state_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -130,6 +139,9 @@ impl Sightline {
         data: Value,
         audience: Audience,
     ) {
+        if audience == Audience::All {
+            lock(&self.state_cache).remove(&(project_id.to_owned(), service.to_owned()));
+        }
         self.events.publish(ChangeEvent {
             project_id: project_id.to_owned(),
             service: service.to_owned(),

@@ -60,6 +60,23 @@ impl Sightline {
     /// With the kill switch on, the list is empty so SDKs without kill-switch support
     /// stop too.
     pub async fn sdk_state(&self, project_id: &str, service: &str) -> Result<Value> {
+        let key = (project_id.to_owned(), service.to_owned());
+        let now = self.now_ms();
+        if let Some((state, at)) = lock(&self.state_cache).get(&key) {
+            if now - *at < self.config.state_cache_ms {
+                return Ok(state.clone());
+            }
+        }
+        let state = self.load_sdk_state(project_id, service).await?;
+        let mut cache = lock(&self.state_cache);
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, (state.clone(), now));
+        Ok(state)
+    }
+
+    async fn load_sdk_state(&self, project_id: &str, service: &str) -> Result<Value> {
         let settings = self.service_settings(project_id, service).await?;
         let breakpoints: Vec<Value> = if settings.kill_switch {
             Vec::new()
