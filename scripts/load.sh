@@ -3,7 +3,8 @@
 # `sightline serve` on a free loopback port with a temporary data dir, then runs
 #   1. capture, closed loop  (CAPTURE_CONCURRENCY workers, CAPTURE_SECS)  -> max snapshots/s
 #   2. capture, open loop at CAPTURE_RATE/s (same workers, CAPTURE_SECS)  -> p99 at the target rate
-#   3. poll, closed loop     (POLL_CONCURRENCY workers, POLL_SECS)        -> max polls/s
+#   3. capture, open loop at CAPTURE_LOW_RATE/s                           -> p99 at a rate it sustains
+#   4. poll, closed loop     (POLL_CONCURRENCY workers, POLL_SECS)        -> max polls/s
 # and prints one JSON object per run (plus the server's CPU seconds during it). The server
 # and the load generator share the machine's cores. Every step is bounded by `timeout`.
 #
@@ -14,6 +15,7 @@ set -euo pipefail
 CAPTURE_CONCURRENCY=${CAPTURE_CONCURRENCY:-32}
 CAPTURE_SECS=${CAPTURE_SECS:-20}
 CAPTURE_RATE=${CAPTURE_RATE:-5000}
+CAPTURE_LOW_RATE=${CAPTURE_LOW_RATE:-250}
 POLL_CONCURRENCY=${POLL_CONCURRENCY:-64}
 POLL_SECS=${POLL_SECS:-15}
 WARMUP_SECS=${WARMUP_SECS:-2}
@@ -78,6 +80,7 @@ run() {
 
 run capture_closed "$CAPTURE_SECS" --mode capture --concurrency "$CAPTURE_CONCURRENCY"
 run capture_rate "$CAPTURE_SECS" --mode capture --concurrency "$CAPTURE_CONCURRENCY" --rate "$CAPTURE_RATE"
+run capture_rate_low "$CAPTURE_SECS" --mode capture --concurrency "$CAPTURE_CONCURRENCY" --rate "$CAPTURE_LOW_RATE"
 run poll_closed "$POLL_SECS" --mode poll --concurrency "$POLL_CONCURRENCY"
 
 echo "== store after the runs: $(du -sh "$DATA_DIR/data" | cut -f1)"

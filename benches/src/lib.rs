@@ -26,8 +26,9 @@ use sightline_store_local::{
 pub const SERVICE: &str = "checkout-api";
 const FILE_PATH: &str = "app/services/checkout.py";
 const LINE: i64 = 142;
-const FUNCTION: &str = "confirm_order";
-const LABEL: &str = "bench-confirm";
+/// Call site of the benchmark breakpoint (one active breakpoint per function + label).
+pub const FUNCTION: &str = "confirm_order";
+pub const LABEL: &str = "bench-confirm";
 
 /// API key used by the in-process set-ups (both scopes).
 pub const BENCH_KEY: &str = "sl_bench_key_0123456789abcdef";
@@ -201,11 +202,12 @@ impl Harness {
     }
 }
 
-/// Count and total wall time of one kind of store operation.
+/// Count, total and longest wall time of one kind of store operation.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpStats {
     pub count: u64,
     pub total: Duration,
+    pub max: Duration,
 }
 
 /// An [`ItemStore`] decorator that, while enabled, records each operation by kind and
@@ -249,6 +251,7 @@ impl RecordingStore {
         let e = ops.entry(key).or_default();
         e.count += 1;
         e.total += elapsed;
+        e.max = e.max.max(elapsed);
     }
 }
 
