@@ -447,6 +447,7 @@ impl Sightline {
     }
 
     /// Whether captures can happen now (enabled, kill switch off, not shut down).
+    #[inline]
     pub fn is_active(&self) -> bool {
         self.inner.shared.active.load(Ordering::Relaxed)
     }

@@ -174,22 +174,29 @@ macro_rules! capture {
         static __SIGHTLINE_SITE: $crate::CallSite =
             $crate::CallSite::new(::core::file!(), ::core::line!(), ::core::module_path!(), $label);
         fn __sightline_here() {}
-        let __sl_fn = $crate::__private::enclosing_fn_name(::core::any::type_name_of_val(&__sightline_here));
-        if let ::core::option::Option::Some(__sl_hit) = $crate::Sightline::__check($client, &__SIGHTLINE_SITE, __sl_fn) {
-            __sl_hit.capture_with(|| {
-                let mut __sl_map = $crate::__private::Map::new();
-                $( __sl_map.insert(::std::string::ToString::to_string(&$name), $crate::__private::to_value(&$value)?); )*
-                ::core::result::Result::Ok($crate::__private::Value::Object(__sl_map))
-            });
+        let __sl_client: &$crate::Sightline = $client;
+        // The one atomic load first: a disabled or killed SDK does nothing more.
+        if __sl_client.is_active() {
+            let __sl_fn = $crate::__private::enclosing_fn_name(::core::any::type_name_of_val(&__sightline_here));
+            if let ::core::option::Option::Some(__sl_hit) = $crate::Sightline::__check(__sl_client, &__SIGHTLINE_SITE, __sl_fn) {
+                __sl_hit.capture_with(|| {
+                    let mut __sl_map = $crate::__private::Map::new();
+                    $( __sl_map.insert(::std::string::ToString::to_string(&$name), $crate::__private::to_value(&$value)?); )*
+                    ::core::result::Result::Ok($crate::__private::Value::Object(__sl_map))
+                });
+            }
         }
     }};
     (client = $client:expr, $label:expr, $vars:expr) => {{
         static __SIGHTLINE_SITE: $crate::CallSite =
             $crate::CallSite::new(::core::file!(), ::core::line!(), ::core::module_path!(), $label);
         fn __sightline_here() {}
-        let __sl_fn = $crate::__private::enclosing_fn_name(::core::any::type_name_of_val(&__sightline_here));
-        if let ::core::option::Option::Some(__sl_hit) = $crate::Sightline::__check($client, &__SIGHTLINE_SITE, __sl_fn) {
-            __sl_hit.capture_with(|| $crate::__private::to_value(&$vars));
+        let __sl_client: &$crate::Sightline = $client;
+        if __sl_client.is_active() {
+            let __sl_fn = $crate::__private::enclosing_fn_name(::core::any::type_name_of_val(&__sightline_here));
+            if let ::core::option::Option::Some(__sl_hit) = $crate::Sightline::__check(__sl_client, &__SIGHTLINE_SITE, __sl_fn) {
+                __sl_hit.capture_with(|| $crate::__private::to_value(&$vars));
+            }
         }
     }};
     ($label:expr, { $($name:expr => $value:expr),* $(,)? }) => {

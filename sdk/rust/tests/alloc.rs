@@ -141,11 +141,11 @@ fn disabled_or_absent_breakpoints_never_allocate() {
     // there), the decoy included.
     sites(Some(&sl), 1, true);
     sites(Some(&sl), 1, false);
-    let sites = 5; // decoy, hot-map, hot-value, hot-client, hot-method
+    let n_sites = 5; // decoy, hot-map, hot-value, hot-client, hot-method
     assert!(
         wait_until(Duration::from_secs(20), || sl.stats().registrations
-            == sites
-            && sl.breakpoint_count() == sites as usize),
+            == n_sites
+            && sl.breakpoint_count() == n_sites as usize),
         "registration did not settle: {:?}, {} breakpoints",
         sl.stats(),
         sl.breakpoint_count()
@@ -153,7 +153,7 @@ fn disabled_or_absent_breakpoints_never_allocate() {
     // Every registration schedules a re-poll 500 ms later; let them all land before deleting.
     std::thread::sleep(Duration::from_secs(1));
     let bps = server.breakpoints();
-    assert_eq!(bps.len(), sites as usize, "{bps:?}");
+    assert_eq!(bps.len(), n_sites as usize, "{bps:?}");
     let mut decoy_function = String::new();
     for bp in &bps {
         if bp["label"] == "decoy" {
@@ -184,6 +184,17 @@ fn disabled_or_absent_breakpoints_never_allocate() {
     assert!(sl.is_active());
     assert_eq!(sl.breakpoint_count(), 1, "the decoy is still armed");
     assert_eq!(sl.stats().captured, captured, "{:?}", sl.stats());
+    // Control: the same measurement sees the allocations of a capture that does match.
+    let profiler = dhat::Profiler::builder().testing().build();
+    sites(Some(&sl), 1, true);
+    let stats = dhat::HeapStats::get();
+    eprintln!(
+        "matching breakpoint (control): {} allocations ({} bytes), caller and background",
+        stats.total_blocks, stats.total_bytes
+    );
+    dhat::assert!(stats.total_blocks > 0, "the profiler saw no allocation");
+    drop(profiler);
+    assert_eq!(sl.stats().captured, captured + 1, "{:?}", sl.stats());
 
     // 4. Kill switch on (the SDK closes its SSE stream and polls every 60 s).
     server.post(
