@@ -363,3 +363,48 @@ fn breaker_trip_is_reported_with_the_next_poll() {
     assert!(sl.stats().dropped_circuit_open >= 1);
     assert!(sl.shutdown(SECS(3)).clean);
 }
+
+/// Captures from async handlers on a multi-thread and a current-thread tokio runtime: the
+/// SDK never blocks on or needs the caller's runtime.
+#[test]
+fn captures_from_inside_tokio_runtimes() {
+    let s = Server::start();
+    let sl = start(&s, "in-tokio");
+    arm(&sl, || macro_site(&sl, -1));
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    multi.block_on(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let sl = sl.clone();
+                tokio::spawn(async move { macro_site(&sl, i) })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    single.block_on(async { macro_site(&sl, 10) });
+    assert!(
+        wait_until(SECS(10), || sl.stats().uploaded >= 5),
+        "{:?}",
+        sl.stats()
+    );
+    let id = only_bp(&s, "in-tokio")["id"].as_str().unwrap().to_owned();
+    let xs: std::collections::BTreeSet<i64> = s
+        .snapshots(&id)
+        .iter()
+        .filter_map(|snap| snap["variables"]["x"].as_i64())
+        .collect();
+    assert!([0, 1, 2, 3, 10].iter().all(|x| xs.contains(x)), "{xs:?}");
+    drop(multi);
+    drop(single);
+    assert!(sl.shutdown(SECS(5)).clean);
+}
