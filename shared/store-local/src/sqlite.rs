@@ -6,7 +6,9 @@
 //! read-check-write inside its own `SAVEPOINT` (a failed condition undoes only itself), and
 //! commits once. A write's caller hears back only after that commit, so an acknowledged
 //! write is durable, and the cost of a commit is shared by everything queued behind it.
-//! Reads run on `spawn_blocking` with a small pool of read-only connections.
+//! Reads run on `spawn_blocking` with a small pool of read-only connections. (A large page
+//! cache or `mmap_size` measured slower here: SQLite walks the whole cache when a savepoint
+//! rolls back, and remapping costs TLB shootdowns on every commit.)
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -248,9 +250,6 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // In WAL mode NORMAL survives process crashes; only an OS crash can lose the last commits.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Hot pages stay in memory; reads of recently written pages avoid system calls.
-    conn.pragma_update(None, "cache_size", -65536)?;
-    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
