@@ -91,7 +91,7 @@ pub struct Sightline {
     scrubbers: Mutex<HashMap<String, Arc<Scrubber>>>,
     /// (project, service) → the SDK state served by polls and SSE `init`, and when it was
     /// read. Dropped whenever this process publishes a change to that service.
-    state_cache: Mutex<HashMap<(String, String), (Value, i64)>>,
+    state_cache: Mutex<StateCache>,
     /// (project, service) → last time this process recorded the service as seen.
     service_seen: Mutex<HashMap<(String, String), i64>>,
 }
@@ -109,7 +109,7 @@ impl Sightline {
             auth_cache: Mutex::new(HashMap::new()),
             scrubbers: Mutex::new(HashMap::new()),
             service_seen: Mutex::new(HashMap::new()),
-            state_cache: Mutex::new(HashMap::new()),
+            state_cache: Mutex::new(StateCache::default()),
         }
     }
 
@@ -140,7 +140,11 @@ impl Sightline {
         audience: Audience,
     ) {
         if audience == Audience::All {
-            lock(&self.state_cache).remove(&(project_id.to_owned(), service.to_owned()));
+            let mut cache = lock(&self.state_cache);
+            cache.epoch += 1;
+            cache
+                .entries
+                .remove(&(project_id.to_owned(), service.to_owned()));
         }
         self.events.publish(ChangeEvent {
             project_id: project_id.to_owned(),
@@ -150,6 +154,15 @@ impl Sightline {
             audience,
         });
     }
+}
+
+/// Poll states by (project, service) with the time they were read. `epoch` counts
+/// published changes: a state read while a change was being published is not kept, so the
+/// cache never holds a state older than a change this process has announced.
+#[derive(Default)]
+struct StateCache {
+    epoch: u64,
+    entries: HashMap<(String, String), (Value, i64)>,
 }
 
 /// Locks a mutex, recovering the data of a poisoned one (a panic elsewhere must not take

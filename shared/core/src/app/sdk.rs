@@ -62,17 +62,23 @@ impl Sightline {
     pub async fn sdk_state(&self, project_id: &str, service: &str) -> Result<Value> {
         let key = (project_id.to_owned(), service.to_owned());
         let now = self.now_ms();
-        if let Some((state, at)) = lock(&self.state_cache).get(&key) {
-            if now - *at < self.config.state_cache_ms {
-                return Ok(state.clone());
+        let epoch = {
+            let cache = lock(&self.state_cache);
+            if let Some((state, at)) = cache.entries.get(&key) {
+                if now - *at < self.config.state_cache_ms {
+                    return Ok(state.clone());
+                }
             }
-        }
+            cache.epoch
+        };
         let state = self.load_sdk_state(project_id, service).await?;
         let mut cache = lock(&self.state_cache);
-        if cache.len() > 10_000 {
-            cache.clear();
+        if cache.epoch == epoch {
+            if cache.entries.len() > 10_000 {
+                cache.entries.clear();
+            }
+            cache.entries.insert(key, (state.clone(), now));
         }
-        cache.insert(key, (state.clone(), now));
         Ok(state)
     }
 
