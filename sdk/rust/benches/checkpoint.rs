@@ -35,17 +35,17 @@
 
 use std::backtrace::Backtrace;
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sightline::{capture, CircuitBreakerConfig, Config, Sightline};
 
-const KEY: &str = "sl_bench_0123456789abcdef0123456789abcdef0123456789abcdef0123456";
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{wait_until, Server, KEY};
+
 const SERVICE: &str = "sdk-bench";
 
 #[derive(Serialize)]
@@ -148,7 +148,7 @@ fn main() {
     off.enabled = false;
     let disabled = Sightline::init(off).unwrap();
 
-    let server = Server::start();
+    let server = Server::start_with_heartbeat(15);
     let mut config = Config::new(KEY, SERVICE).with_endpoint(server.base.clone());
     config.poll_interval = Duration::from_secs(300);
     // Once the server is paused (below), uploads hang instead of failing and being replaced
@@ -169,15 +169,17 @@ fn main() {
         sl.stats().registrations == 3 && sl.breakpoint_count() == 3
     });
     std::thread::sleep(Duration::from_secs(1)); // the re-polls after registration
-    for bp in server.breakpoints() {
+    for bp in server.breakpoints(SERVICE) {
         let id = bp["id"].as_str().unwrap();
         if bp["label"] == "bench-active" {
-            server.patch(
+            let (status, body) = server.patch(
                 &format!("/api/breakpoints/{id}"),
                 json!({"max_captures": 0, "rate_limit_per_minute": 0}),
             );
+            assert_eq!(status, 200, "{body}");
         } else {
-            server.delete(&format!("/api/breakpoints/{id}"));
+            let (status, body) = server.delete(&format!("/api/breakpoints/{id}"));
+            assert_eq!(status, 204, "{body}");
         }
     }
     sl.refresh();
@@ -247,133 +249,4 @@ fn parts(c: &mut Criterion, o: &Order) {
     g.bench_function("backtrace", |b| b.iter(Backtrace::force_capture));
     g.bench_function("uuid_v4", |b| b.iter(|| uuid::Uuid::new_v4().to_string()));
     g.finish();
-}
-
-// ------------------------------------------------------------------ a real `sightline serve`
-
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while !cond() {
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
-}
-
-/// `$SIGHTLINE_BIN`, else `<target>/release/sightline` or `<target>/debug/sightline`, else
-/// a debug build made now.
-fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("SIGHTLINE_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    for profile in ["release", "debug"] {
-        let bin = target.join(profile).join("sightline");
-        if bin.exists() {
-            return bin;
-        }
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "sightline-local", "--bin", "sightline"])
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building the sightline binary failed");
-    target.join("debug/sightline")
-}
-
-struct Server {
-    base: String,
-    _data_dir: tempfile::TempDir,
-    child: Child,
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
-}
-
-impl Server {
-    fn start() -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("SIGHTLINE_DATA_DIR", data_dir.path())
-            .env("SIGHTLINE_BOOTSTRAP_API_KEY", KEY)
-            .env("SIGHTLINE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sightline");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("server exited early").unwrap();
-            if let Some(rest) = line.strip_prefix("Sightline listening on ") {
-                break rest.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
-        Self {
-            base,
-            _data_dir: data_dir,
-            child,
-            rt,
-            http,
-        }
-    }
-
-    fn send(&self, req: reqwest::RequestBuilder) -> Value {
-        self.rt.block_on(async {
-            let resp = req.header("X-API-Key", KEY).send().await.unwrap();
-            let status = resp.status();
-            let text = resp.text().await.unwrap();
-            assert!(status.is_success(), "{status}: {text}");
-            serde_json::from_str(&text).unwrap_or(Value::Null)
-        })
-    }
-
-    fn patch(&self, path: &str, body: Value) -> Value {
-        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
-    }
-
-    fn delete(&self, path: &str) -> Value {
-        self.send(self.http.delete(format!("{}{path}", self.base)))
-    }
-
-    fn breakpoints(&self) -> Vec<Value> {
-        let v = self.send(
-            self.http
-                .get(format!("{}/api/breakpoints?service={SERVICE}", self.base)),
-        );
-        v["breakpoints"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Server {
-    /// SIGSTOP: connections are still accepted by the kernel, nothing answers.
-    fn pause(&self) {
-        let status = Command::new("kill")
-            .args(["-STOP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -STOP failed");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

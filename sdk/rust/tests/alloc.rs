@@ -25,18 +25,17 @@
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{wait_until, Server, KEY};
+
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sightline::{capture, Config, Sightline};
 
 const CALLS: u64 = 10_000;
-const KEY: &str = "sl_test_0123456789abcdef0123456789abcdef0123456789abcdef01234567";
 const SERVICE: &str = "alloc-test";
 
 /// Times a capture's variable expressions were evaluated / serialized: must stay 0.
@@ -132,7 +131,8 @@ fn disabled_or_absent_breakpoints_never_allocate() {
     assert_eq!(disabled.stats(), sightline::Stats::default());
 
     // 3. Enabled, no breakpoint at the measured sites.
-    let server = Server::start();
+    // 15 s heartbeats: the background thread stays asleep while a loop is measured.
+    let server = Server::start_with_heartbeat(15);
     let mut config = Config::new(KEY, SERVICE).with_endpoint(server.base.clone());
     config.poll_interval = Duration::from_secs(300);
     config.request_timeout = Duration::from_secs(5);
@@ -152,14 +152,16 @@ fn disabled_or_absent_breakpoints_never_allocate() {
     );
     // Every registration schedules a re-poll 500 ms later; let them all land before deleting.
     std::thread::sleep(Duration::from_secs(1));
-    let bps = server.breakpoints();
+    let bps = server.breakpoints(SERVICE);
     assert_eq!(bps.len(), n_sites as usize, "{bps:?}");
     let mut decoy_function = String::new();
     for bp in &bps {
         if bp["label"] == "decoy" {
             decoy_function = bp["function_name"].as_str().unwrap_or("").to_owned();
         } else {
-            server.delete(&format!("/api/breakpoints/{}", bp["id"].as_str().unwrap()));
+            let (status, body) =
+                server.delete(&format!("/api/breakpoints/{}", bp["id"].as_str().unwrap()));
+            assert_eq!(status, 204, "{body}");
         }
     }
     assert!(decoy_function.ends_with("::sites"), "{bps:?}");
@@ -197,10 +199,11 @@ fn disabled_or_absent_breakpoints_never_allocate() {
     assert_eq!(sl.stats().captured, captured + 1, "{:?}", sl.stats());
 
     // 4. Kill switch on (the SDK closes its SSE stream and polls every 60 s).
-    server.post(
+    let (status, body) = server.post(
         &format!("/api/services/{SERVICE}/kill-switch"),
         json!({"enabled": true}),
     );
+    assert_eq!(status, 200, "{body}");
     assert!(wait_until(Duration::from_secs(10), || !sl.is_active()));
     std::thread::sleep(Duration::from_millis(300));
     assert_no_alloc(
@@ -215,124 +218,4 @@ fn disabled_or_absent_breakpoints_never_allocate() {
 
     assert_eq!(EVALUATED.load(Ordering::Relaxed), 0, "variables evaluated");
     assert!(sightline::shutdown(Duration::from_secs(5)).is_some_and(|r| r.clean));
-}
-
-// ------------------------------------------------------------------ a real `sightline serve`
-
-/// Polls `cond` every 20 ms until it holds or `timeout` passes.
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `sightline serve` on a random loopback port with the longest SSE heartbeat (15 s), so the
-/// SDK's background thread is idle between heartbeats.
-struct Server {
-    base: String,
-    _data_dir: tempfile::TempDir,
-    child: Child,
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
-}
-
-/// `$SIGHTLINE_BIN`, else `<target>/debug/sightline` (built on demand).
-fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("SIGHTLINE_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    let bin = target.join("debug/sightline");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "sightline-local", "--bin", "sightline"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the sightline binary failed");
-    }
-    bin
-}
-
-impl Server {
-    fn start() -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("SIGHTLINE_DATA_DIR", data_dir.path())
-            .env("SIGHTLINE_BOOTSTRAP_API_KEY", KEY)
-            .env("SIGHTLINE_HEARTBEAT_SECS", "15")
-            .env("SIGHTLINE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sightline");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("server exited early").unwrap();
-            if let Some(rest) = line.strip_prefix("Sightline listening on ") {
-                break rest.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
-        Self {
-            base,
-            _data_dir: data_dir,
-            child,
-            rt,
-            http,
-        }
-    }
-
-    fn send(&self, req: reqwest::RequestBuilder) -> Value {
-        self.rt.block_on(async {
-            let resp = req.header("X-API-Key", KEY).send().await.unwrap();
-            let status = resp.status();
-            let text = resp.text().await.unwrap();
-            assert!(status.is_success(), "{status}: {text}");
-            serde_json::from_str(&text).unwrap_or(Value::Null)
-        })
-    }
-
-    fn post(&self, path: &str, body: Value) -> Value {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
-    }
-
-    fn delete(&self, path: &str) -> Value {
-        self.send(self.http.delete(format!("{}{path}", self.base)))
-    }
-
-    fn breakpoints(&self) -> Vec<Value> {
-        let v = self.send(
-            self.http
-                .get(format!("{}/api/breakpoints?service={SERVICE}", self.base)),
-        );
-        v["breakpoints"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -47,13 +47,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server with 1 s SSE heartbeats (tests see them quickly).
     pub fn start() -> Self {
+        Self::start_with_heartbeat(1)
+    }
+
+    pub fn start_with_heartbeat(heartbeat_secs: u64) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("SIGHTLINE_DATA_DIR", data_dir.path())
             .env("SIGHTLINE_BOOTSTRAP_API_KEY", KEY)
-            .env("SIGHTLINE_HEARTBEAT_SECS", "1")
+            .env("SIGHTLINE_HEARTBEAT_SECS", heartbeat_secs.to_string())
             .env("SIGHTLINE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -118,6 +123,19 @@ impl Server {
 
     pub fn patch(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+    }
+
+    /// SIGSTOP: connections are still accepted by the kernel, nothing answers.
+    pub fn pause(&self) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -STOP failed");
     }
 
     /// All breakpoints of a service (admin view).
