@@ -197,28 +197,45 @@ fn success(encoding: Encoding, body: Vec<u8>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
+/// Authenticates, reads and decodes an ingest request; any failure is already a response.
+async fn decode_request<D>(
+    state: &AppState,
+    key: Option<String>,
+    req: Request,
+    decode: fn(&[u8], Encoding) -> Result<D, OtlpError>,
+) -> Result<(Principal, Encoding, D), Response> {
+    let (principal, encoding, bytes) = prepare(state, key, req).await?;
+    let decoded =
+        decode(&bytes, encoding).map_err(|e| otlp_error(Some(encoding), decode_error(e)))?;
+    Ok((principal, encoding, decoded))
+}
+
+/// The answer once the decoded data is stored (or not).
+fn respond<T>(encoding: Encoding, stored: Result<T, Error>, body: Vec<u8>) -> Response {
+    match stored {
+        Ok(_) => success(encoding, body),
+        Err(e) => otlp_error(Some(encoding), e),
+    }
+}
+
 /// `POST /v1/traces` and `POST /`.
 pub async fn traces(
     State(state): State<AppState>,
     Query(q): Query<KeyQuery>,
     req: Request,
 ) -> Response {
-    let (principal, encoding, bytes) = match prepare(&state, q.api_key, req).await {
-        Ok(v) => v,
-        Err(resp) => return resp,
-    };
-    let decoded = match otlp::decode_traces(&bytes, encoding) {
-        Ok(d) => d,
-        Err(e) => return otlp_error(Some(encoding), decode_error(e)),
-    };
-    let (rejected, message) = (decoded.rejected_spans, decoded.error_message.clone());
-    match state.app.ingest_traces(&principal, decoded).await {
-        Ok(_) => success(
-            encoding,
-            otlp::encode_trace_response(encoding, rejected, &message),
-        ),
-        Err(e) => otlp_error(Some(encoding), e),
-    }
+    let (principal, encoding, decoded) =
+        match decode_request(&state, q.api_key, req, otlp::decode_traces).await {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        };
+    let body =
+        otlp::encode_trace_response(encoding, decoded.rejected_spans, &decoded.error_message);
+    respond(
+        encoding,
+        state.app.ingest_traces(&principal, decoded).await,
+        body,
+    )
 }
 
 /// `POST /v1/metrics`.
@@ -227,20 +244,16 @@ pub async fn metrics(
     Query(q): Query<KeyQuery>,
     req: Request,
 ) -> Response {
-    let (principal, encoding, bytes) = match prepare(&state, q.api_key, req).await {
-        Ok(v) => v,
-        Err(resp) => return resp,
-    };
-    let decoded = match otlp::decode_metrics(&bytes, encoding) {
-        Ok(d) => d,
-        Err(e) => return otlp_error(Some(encoding), decode_error(e)),
-    };
-    let (rejected, message) = (decoded.rejected_points, decoded.error_message.clone());
-    match state.app.ingest_metrics(&principal, decoded).await {
-        Ok(_) => success(
-            encoding,
-            otlp::encode_metrics_response(encoding, rejected, &message),
-        ),
-        Err(e) => otlp_error(Some(encoding), e),
-    }
+    let (principal, encoding, decoded) =
+        match decode_request(&state, q.api_key, req, otlp::decode_metrics).await {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        };
+    let body =
+        otlp::encode_metrics_response(encoding, decoded.rejected_points, &decoded.error_message);
+    respond(
+        encoding,
+        state.app.ingest_metrics(&principal, decoded).await,
+        body,
+    )
 }
