@@ -12,6 +12,7 @@ pub mod model;
 pub mod otlp;
 pub mod pii;
 pub mod ports;
+pub mod publish;
 pub mod stacktrace;
 pub mod timefmt;
 pub mod wire;
