@@ -3,6 +3,7 @@
 //! One router serves the local binary, each Lambda function mounts the part it owns, and
 //! tests drive it in-process with `tower::ServiceExt::oneshot` or over a real socket.
 
+pub mod edge_publish;
 pub mod error;
 pub mod extract;
 pub mod hub;
