@@ -14,6 +14,7 @@ pub mod pii;
 pub mod ports;
 pub mod publish;
 pub mod stacktrace;
+pub mod stream;
 pub mod timefmt;
 pub mod wire;
 

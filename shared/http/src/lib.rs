@@ -63,10 +63,20 @@ impl AppState {
 
 /// Every route: the SDK API and the admin API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(sdk_routes())
-        .merge(ingest_routes())
-        .merge(admin_routes())
+    serve_routes(
+        Router::new()
+            .merge(sdk_routes())
+            .merge(ingest_routes())
+            .merge(admin_routes()),
+        state,
+    )
+}
+
+/// Finishes a set of routes into a servable router: JSON errors for unknown routes and
+/// methods, no default body limit (handlers enforce their own), panics become a JSON 500.
+/// Every host (the local server, each Lambda function) serves its routes through this.
+pub fn serve_routes(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(|| async { not_found_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(axum::middleware::map_response(error::json_errors))
@@ -85,17 +95,38 @@ pub fn router(state: AppState) -> Router {
 /// The SDK API (reference §11): poll, auto-register, capture, check-in, stream.
 pub fn sdk_routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/sdk/snapshots/active/{service}",
-            get(poll_get).post(poll_post),
-        )
+        .merge(poll_routes())
+        .merge(capture_routes())
+        .merge(checkin_routes())
+        .merge(sdk_stream_routes())
+}
+
+/// Breakpoint polling (the SDKs' fallback to SSE).
+pub fn poll_routes() -> Router<AppState> {
+    Router::new().route(
+        "/sdk/snapshots/active/{service}",
+        get(poll_get).post(poll_post),
+    )
+}
+
+/// SDK writes: auto-register and snapshot capture (single and batched).
+pub fn capture_routes() -> Router<AppState> {
+    Router::new()
         .route("/sdk/snapshots/auto-register", post(auto_register))
         .route("/sdk/snapshots/register", post(auto_register))
         .route("/sdk/snapshots/capture", post(capture))
         .route("/sdk/snapshots/capture/batch", post(capture_batch))
         .route("/sdk/snapshots", post(capture))
-        .route("/sdk/snapshots/checkin", post(checkin))
-        .route("/sdk/snapshots/stream/{service}", get(sdk_stream))
+}
+
+/// Server-side evaluation of server-only conditions.
+pub fn checkin_routes() -> Router<AppState> {
+    Router::new().route("/sdk/snapshots/checkin", post(checkin))
+}
+
+/// The SDK's SSE stream (served by the in-process hub locally, by the edge in production).
+pub fn sdk_stream_routes() -> Router<AppState> {
+    Router::new().route("/sdk/snapshots/stream/{service}", get(sdk_stream))
 }
 
 /// OTLP/HTTP ingest: traces (also at `/`, for Java exporters given a bare base URL) and metrics.
@@ -108,6 +139,11 @@ pub fn ingest_routes() -> Router<AppState> {
 
 /// The admin API (docs/openapi.yaml).
 pub fn admin_routes() -> Router<AppState> {
+    admin_api_routes().merge(admin_stream_routes())
+}
+
+/// The admin API's request/response routes (everything but the live event stream).
+pub fn admin_api_routes() -> Router<AppState> {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/services", get(list_services))
@@ -132,7 +168,11 @@ pub fn admin_routes() -> Router<AppState> {
         .route("/api/code", get(code_tree))
         .route("/api/snapshots/{id}", get(get_snapshot))
         .route("/api/conditions/validate", post(validate_condition))
-        .route("/api/events", get(events))
+}
+
+/// The dashboard's live event stream (SSE).
+pub fn admin_stream_routes() -> Router<AppState> {
+    Router::new().route("/api/events", get(events))
 }
 
 async fn health(State(s): State<AppState>) -> Json<Value> {

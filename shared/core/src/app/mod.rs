@@ -139,20 +139,25 @@ impl Sightline {
         data: Value,
         audience: Audience,
     ) {
-        if audience == Audience::All {
-            let mut cache = lock(&self.state_cache);
-            cache.epoch += 1;
-            cache
-                .entries
-                .remove(&(project_id.to_owned(), service.to_owned()));
-        }
-        self.events.publish(ChangeEvent {
+        self.publish_change(ChangeEvent {
             project_id: project_id.to_owned(),
             service: service.to_owned(),
             event: event.to_owned(),
             data,
             audience,
         });
+    }
+
+    /// Publishes a built event, first dropping the poll state it makes stale.
+    fn publish_change(&self, event: ChangeEvent) {
+        if event.audience == Audience::All {
+            let mut cache = lock(&self.state_cache);
+            cache.epoch += 1;
+            cache
+                .entries
+                .remove(&(event.project_id.clone(), event.service.clone()));
+        }
+        self.events.publish(event);
     }
 }
 

@@ -421,36 +421,11 @@ impl Sightline {
         Ok(())
     }
 
-    /// Announces a breakpoint change: the full object to dashboards, and to SDKs either
-    /// the object (active) or a deletion (no longer active), so SDK caches hold only
-    /// active breakpoints.
+    /// Announces a breakpoint change (see [`crate::stream::breakpoint_events`]).
     pub(super) fn announce_breakpoint(&self, project: &str, bp: &Breakpoint, event: &str) {
-        let now = self.now_ms();
-        let service = &bp.service_name;
-        if bp.inactive(now).is_none() && event != names::BREAKPOINT_DELETED {
-            self.publish(
-                project,
-                service,
-                event,
-                bp.to_wire(),
-                crate::events::Audience::All,
-            );
-        } else {
-            self.publish(
-                project,
-                service,
-                names::BREAKPOINT_DELETED,
-                json!({"id": bp.id}),
-                Audience::All,
-            );
+        for e in crate::stream::breakpoint_events(project, bp, event, self.now_ms()) {
+            self.publish_change(e);
         }
-        self.publish(
-            project,
-            service,
-            names::BREAKPOINT,
-            bp.to_api(now),
-            Audience::Dashboard,
-        );
     }
 
     pub(super) async fn get_breakpoint_in(
@@ -554,13 +529,11 @@ impl Sightline {
         self.items
             .update(&keys::services(&p.project_id), service, &ops, None)
             .await?;
-        self.publish(
+        self.publish_change(crate::stream::kill_switch_event(
             &p.project_id,
             service,
-            names::KILL_SWITCH,
-            json!({"enabled": enabled}),
-            Audience::All,
-        );
+            enabled,
+        ));
         Ok(json!({"service": service, "kill_switch": enabled}))
     }
 
