@@ -110,10 +110,11 @@ fn open(
     let (items, blobs) = open_local_store(data_dir, clock.clone())
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let hub = Arc::new(Hub::default());
+    let events = edge_forwarding_bus(hub.clone())?;
     let ports = Ports {
         items: items.clone(),
         blobs,
-        events: hub.clone(),
+        events,
         clock,
         ids: Arc::new(RandomIds),
     };
@@ -122,6 +123,22 @@ fn open(
         hub,
         items,
     ))
+}
+
+/// With `SIGHTLINE_EDGE_PUBLISH_URL` and `SIGHTLINE_PUBLISH_SECRET` set, committed events
+/// also go to the edge Worker (signed, in the background), so this server can be the origin
+/// behind it; otherwise only the in-process hub gets them.
+fn edge_forwarding_bus(hub: Arc<Hub>) -> anyhow::Result<Arc<dyn sightline_core::ports::EventBus>> {
+    use sightline_http::edge_publish::{EdgeForwardingBus, EdgePublisher};
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(url) = set("SIGHTLINE_EDGE_PUBLISH_URL") else {
+        return Ok(hub);
+    };
+    let secret = set("SIGHTLINE_PUBLISH_SECRET")
+        .context("SIGHTLINE_EDGE_PUBLISH_URL is set but SIGHTLINE_PUBLISH_SECRET is not")?;
+    let publisher = EdgePublisher::new(&url, secret.as_bytes(), Duration::from_secs(5))?;
+    tracing::info!(%url, "forwarding committed events to the edge");
+    Ok(Arc::new(EdgeForwardingBus::spawn(hub, publisher)))
 }
 
 async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyhow::Result<()> {

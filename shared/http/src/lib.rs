@@ -145,6 +145,7 @@ pub fn admin_routes() -> Router<AppState> {
 /// The admin API's request/response routes (everything but the live event stream).
 pub fn admin_api_routes() -> Router<AppState> {
     Router::new()
+        .merge(edge_publish::principal_routes())
         .route("/api/health", get(health))
         .route("/api/services", get(list_services))
         .route("/api/services/{service}/kill-switch", post(kill_switch))
