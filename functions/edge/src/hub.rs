@@ -6,11 +6,12 @@
 //! An SDK stream gets `init` (the origin's current state for the service, fetched after the
 //! stream is registered so no event published meanwhile is lost: such events queue behind
 //! `init`), then every published event of its service in order. A `heartbeat` goes to every
-//! stream from an alarm, which is also where dead streams are noticed (a write to a closed
-//! stream fails) and dropped. Service hubs report their stream count to the project's
+//! stream from an alarm, which is also where dead streams are noticed and dropped: the
+//! runtime does not tell an object that a client went away, it only stops taking frames, so
+//! a stream that took nothing in a whole heartbeat interval while frames waited is dead. Service hubs report their stream count to the project's
 //! dashboard hub, which sends it to dashboards as `sdk_count`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -113,6 +114,12 @@ pub async fn first_sighting(env: &Env, id: &str, signature: &str, now_secs: i64)
 struct Client {
     id: u64,
     tx: mpsc::Sender<Vec<u8>>,
+    /// Frames queued, and frames the runtime has taken to write to the client. A client
+    /// that goes away is not reported to the object: the runtime just stops taking frames.
+    sent: u64,
+    taken: Rc<Cell<u64>>,
+    /// `taken` at the last heartbeat, when frames were waiting then.
+    waiting_since: Option<u64>,
     /// False until `init` is sent; events meanwhile wait in `pending`.
     ready: bool,
     /// Frames published before `init` went out, each with whether it ends the stream.
@@ -123,7 +130,25 @@ struct Client {
 impl Client {
     /// Queues one frame; false when the client is gone or too far behind.
     fn send(&mut self, frame: &str) -> bool {
+        self.sent += 1;
         self.tx.try_send(frame.as_bytes().to_vec()).is_ok()
+    }
+
+    /// True when frames have been waiting since the last heartbeat and not one was taken
+    /// since: nobody is reading (a live client takes each frame within milliseconds).
+    fn is_stalled(&self) -> bool {
+        self.waiting_since == Some(self.taken.get())
+    }
+
+    /// Sends a heartbeat and notes whether frames are left waiting for the next check.
+    fn heartbeat(&mut self, frame: &str) -> bool {
+        if self.is_stalled() {
+            return false;
+        }
+        let ok = self.send(frame);
+        let taken = self.taken.get();
+        self.waiting_since = (self.sent > taken).then_some(taken);
+        ok
     }
 }
 
@@ -223,7 +248,7 @@ impl DurableObject for StreamHub {
             inner.alarm_armed = false;
             inner.clients.retain_mut(|c| {
                 let expired = max_age_ms > 0.0 && now - c.since_ms > max_age_ms;
-                !c.ready || (c.send(&frame) && !expired)
+                !c.ready || (c.heartbeat(&frame) && !expired)
             });
             !inner.clients.is_empty()
         };
@@ -245,14 +270,23 @@ impl StreamHub {
             .and_then(|n| serde_json::from_str(&n).ok())
     }
 
-    fn add_client(&self, ready: bool) -> (u64, mpsc::Receiver<Vec<u8>>) {
+    fn add_client(&self, ready: bool) -> (u64, FrameStream) {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let taken = Rc::new(Cell::new(0u64));
+        let counter = taken.clone();
+        let rx: FrameStream = Box::pin(rx.map(move |frame| {
+            counter.set(counter.get() + 1);
+            Ok(frame)
+        }));
         let mut inner = self.inner.borrow_mut();
         inner.next_id += 1;
         let id = inner.next_id;
         inner.clients.push(Client {
             id,
             tx,
+            sent: 0,
+            taken,
+            waiting_since: None,
             ready,
             pending: Vec::new(),
             since_ms: Date::now().as_millis() as f64,
@@ -507,10 +541,13 @@ impl StreamHub {
     }
 }
 
-fn sse_response(rx: mpsc::Receiver<Vec<u8>>) -> Result<Response> {
+/// The body of one stream: its frames, counted as the runtime takes them.
+type FrameStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>>>>>;
+
+fn sse_response(rx: FrameStream) -> Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "text/event-stream")?;
     headers.set("cache-control", "no-cache")?;
     headers.set("x-accel-buffering", "no")?;
-    Ok(Response::from_stream(rx.map(Ok::<Vec<u8>, worker::Error>))?.with_headers(headers))
+    Ok(Response::from_stream(rx)?.with_headers(headers))
 }
