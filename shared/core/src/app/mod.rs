@@ -7,6 +7,7 @@ mod capture;
 #[cfg(not(target_arch = "wasm32"))]
 mod ingest;
 mod sdk;
+mod session;
 mod traces;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 pub use admin::SnapshotFilter;
 pub use auth::BootstrapOutcome;
 pub use capture::CaptureOutcome;
+pub use session::{csrf_token_for, NewSession, Session, SESSION_TTL_SECS};
 #[cfg(not(target_arch = "wasm32"))]
 pub use ingest::IngestSummary;
 pub use traces::{TraceFilter, LATENCY_BUCKETS_MS};
