@@ -179,6 +179,7 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
         }
     }
     println!("  SDK endpoint: http://{addr}   e.g. tracekit.init(endpoint=\"http://{addr}\", ...)");
+    println!("  Dashboard:    http://{addr}/   (sign in with an admin API key)");
 
     let (mut state, closing) = AppState::new(app, hub);
     state.heartbeat = Duration::from_secs(heartbeat_secs);
@@ -212,7 +213,12 @@ async fn serve(data_dir: &Path, listen: SocketAddr, heartbeat_secs: u64) -> anyh
             }
         }
     });
-    let router = sightline_http::router(state);
+    let routes = axum::Router::new()
+        .merge(sightline_http::sdk_routes())
+        .merge(sightline_http::ingest_routes())
+        .merge(sightline_http::admin_routes())
+        .merge(sightline_dashboard::routes());
+    let router = sightline_http::serve_routes(routes, state);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

@@ -42,12 +42,60 @@ impl FromRequestParts<AppState> for SdkAuth {
     }
 }
 
+/// An API key in a header wins; otherwise the dashboard session cookie, which on a
+/// state-changing method must come with the session's CSRF token in `X-CSRF-Token`.
 impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = api_key_from_headers(&parts.headers);
+        if key.is_none() {
+            if let Some(token) = session_token_from_headers(&parts.headers) {
+                let session = state.app.session(token).await?;
+                if !parts.method.is_safe() && !csrf_matches(&parts.headers, &session.csrf_token) {
+                    return Err(Error::new(
+                        sightline_core::ErrorKind::Forbidden,
+                        "csrf_token_invalid",
+                        "a state-changing request with a session needs its CSRF token in X-CSRF-Token",
+                    )
+                    .into());
+                }
+                return Ok(Self(session.principal));
+            }
+        }
         Ok(Self(state.app.require(key, Scope::Admin).await?))
     }
+}
+
+/// Name of the dashboard session cookie.
+pub const SESSION_COOKIE: &str = "sightline_session";
+
+/// Header in which the dashboard's JavaScript echoes the session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The dashboard session token from the `Cookie` header, if any.
+pub fn session_token_from_headers(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// Compares the request's CSRF header with the session's token in constant time.
+fn csrf_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(given) = headers.get(CSRF_HEADER).map(|v| v.as_bytes()) else {
+        return false;
+    };
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// The request body, refused with a JSON 413 over the configured limit.

@@ -369,6 +369,22 @@ struct SnapshotQuery {
     breakpoint_id: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// RFC 3339 bounds of the receive time.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// An optional RFC 3339 query parameter as Unix ms (400 when malformed).
+fn time_param(name: &str, v: Option<String>) -> Result<Option<i64>, Error> {
+    v.map(|t| {
+        sightline_core::timefmt::parse_timestamp_ms(&t).ok_or_else(|| {
+            Error::bad_request(
+                "invalid_query",
+                format!("`{name}` must be an RFC 3339 timestamp"),
+            )
+        })
+    })
+    .transpose()
 }
 
 async fn list_snapshots(
@@ -382,6 +398,8 @@ async fn list_snapshots(
         breakpoint_id: q.breakpoint_id,
         limit: q.limit,
         cursor: q.cursor,
+        from_ms: time_param("from", q.from)?,
+        to_ms: time_param("to", q.to)?,
     };
     Ok(Json(s.app.list_snapshots(&p, filter).await?))
 }
@@ -404,23 +422,12 @@ async fn list_traces(
     q: Result<Query<TraceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
-    let time = |name: &str, v: Option<String>| -> Result<Option<i64>, Error> {
-        v.map(|t| {
-            sightline_core::timefmt::parse_timestamp_ms(&t).ok_or_else(|| {
-                Error::bad_request(
-                    "invalid_query",
-                    format!("`{name}` must be an RFC 3339 timestamp"),
-                )
-            })
-        })
-        .transpose()
-    };
     let filter = sightline_core::app::TraceFilter {
         service: q.service,
         has_error: q.has_error,
         min_duration_ms: q.min_duration_ms,
-        from_ms: time("from", q.from)?,
-        to_ms: time("to", q.to)?,
+        from_ms: time_param("from", q.from)?,
+        to_ms: time_param("to", q.to)?,
         limit: q.limit,
         cursor: q.cursor,
     };

@@ -23,6 +23,10 @@ pub struct SnapshotFilter {
     pub breakpoint_id: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Received at or after this time (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Received at or before this time (Unix ms).
+    pub to_ms: Option<i64>,
 }
 
 const MAX_PAGE: usize = 200;
@@ -117,6 +121,7 @@ impl Sightline {
             .items
             .update(&keys::services(&p.project_id), service, &ops, None)
             .await?;
+        self.forget_service_state(&p.project_id, service);
         Ok(service_view(&item))
     }
 
@@ -389,6 +394,12 @@ impl Sightline {
         }
         if let Some(b) = &f.breakpoint_id {
             conds.push(Condition::cmp("breakpoint_id", CmpOp::Eq, b.as_str()));
+        }
+        if let Some(from) = f.from_ms {
+            conds.push(Condition::cmp("received_at", CmpOp::Ge, from));
+        }
+        if let Some(to) = f.to_ms {
+            conds.push(Condition::cmp("received_at", CmpOp::Le, to));
         }
         let limit = f.limit.unwrap_or(50).clamp(1, MAX_PAGE);
         let query = Query {

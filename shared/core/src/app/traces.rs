@@ -32,27 +32,21 @@ pub struct TraceFilter {
 const MAX_TRACE_PAGE: usize = 100;
 
 impl Sightline {
-    /// Links a stored snapshot to its trace, so the trace view lists it.
-    pub(super) async fn link_snapshot_to_trace(
+    /// The item that links a stored snapshot (its list form) to its trace, so the trace
+    /// view lists it. Written in the capture's transaction.
+    pub(super) fn snapshot_trace_link(
         &self,
         project: &str,
         trace_id: &str,
         snapshot: Map<String, Value>,
-    ) -> Result<()> {
+    ) -> Item {
         let id = snapshot
             .get("id")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let ttl = Some(self.now_secs() + self.config.trace_retention_secs);
+            .unwrap_or_default();
         let sk = format!("{}{id}", keys::TRACE_SNAPSHOT_PREFIX);
-        self.items
-            .put(
-                Item::new(keys::trace(project, trace_id), sk, snapshot).with_ttl(ttl),
-                None,
-            )
-            .await?;
-        Ok(())
+        let ttl = Some(self.now_secs() + self.config.trace_retention_secs);
+        Item::new(keys::trace(project, trace_id), sk, snapshot).with_ttl(ttl)
     }
 
     /// `GET /api/traces`: newest first, filtered, cursor-paginated.
@@ -184,17 +178,46 @@ impl Sightline {
         let mut requests = 0i64;
         let mut errors = 0i64;
         let mut buckets = [0i64; LATENCY_BUCKETS_MS.len() + 1];
+        // One point per minute of the window, oldest first, for the dashboard's sparklines.
+        let len = usize::try_from(window_minutes).unwrap_or(0);
+        let mut series = vec![(0i64, 0i64, [0i64; LATENCY_BUCKETS_MS.len() + 1]); len];
         for item in page
             .items
             .iter()
             .filter(|i| i.sk.parse::<i64>().is_ok_and(|m| m >= from))
         {
-            requests += item.get_i64("requests").unwrap_or(0);
-            errors += item.get_i64("errors").unwrap_or(0);
+            let r = item.get_i64("requests").unwrap_or(0);
+            let e = item.get_i64("errors").unwrap_or(0);
+            requests += r;
+            errors += e;
+            let point = item
+                .sk
+                .parse::<i64>()
+                .ok()
+                .and_then(|m| usize::try_from(m - from).ok())
+                .and_then(|i| series.get_mut(i));
+            let mut minute = [0i64; LATENCY_BUCKETS_MS.len() + 1];
             for (i, b) in buckets.iter_mut().enumerate() {
-                *b += item.get_i64(&format!("lat_{i}")).unwrap_or(0);
+                let n = item.get_i64(&format!("lat_{i}")).unwrap_or(0);
+                *b += n;
+                minute[i] = n;
+            }
+            if let Some(point) = point {
+                *point = (r, e, minute);
             }
         }
+        let series: Vec<Value> = series
+            .iter()
+            .enumerate()
+            .map(|(i, (r, e, lat))| {
+                json!({
+                    "minute": format_ms((from + i as i64) * 60_000),
+                    "requests": r,
+                    "errors": e,
+                    "p95_ms": percentile(lat, 0.95),
+                })
+            })
+            .collect();
         let rate = |n: i64| n as f64 / window_minutes.max(1) as f64;
         Ok(json!({
             "window_minutes": window_minutes,
@@ -204,6 +227,7 @@ impl Sightline {
             "error_rate": if requests > 0 { errors as f64 / requests as f64 } else { 0.0 },
             "p50_ms": percentile(&buckets, 0.50),
             "p95_ms": percentile(&buckets, 0.95),
+            "series": series,
         }))
     }
 
