@@ -117,6 +117,19 @@ impl Expr {
                 // A comparison with a missing attribute is false, `<>` included.
                 format!("(attribute_exists({a}) AND {a} {op} {v})")
             }
+            // DynamoDB refuses `a op a`; the port's answer depends only on the type.
+            Condition::CmpAttr(a, op, b) if a == b => {
+                let a = self.attr(a);
+                match op {
+                    CmpOp::Eq => format!("attribute_exists({a})"),
+                    CmpOp::Le | CmpOp::Ge => {
+                        let n = self.value(AttributeValue::S("N".into()));
+                        let s = self.value(AttributeValue::S("S".into()));
+                        format!("(attribute_type({a}, {n}) OR attribute_type({a}, {s}))")
+                    }
+                    CmpOp::Ne | CmpOp::Lt | CmpOp::Gt => self.never(),
+                }
+            }
             Condition::CmpAttr(a, op, b) => {
                 let a = self.attr(a);
                 let b = self.attr(b);

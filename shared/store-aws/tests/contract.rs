@@ -1,0 +1,86 @@
+//! The store contract suite — the same cases and assertions as for SQLite and memory —
+//! against DynamoDB Local and moto's S3.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use sightline_store_aws::{connect, DynamoItemStore, S3BlobStore};
+
+async fn stores(test: &str) -> Option<(DynamoItemStore, S3BlobStore)> {
+    let config = common::config(test)?;
+    let (items, blobs) = connect(&config).await;
+    items.create_table_if_missing().await.expect("create table");
+    blobs
+        .create_bucket_if_missing()
+        .await
+        .expect("create bucket");
+    Some((items, blobs))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_passes_item_store_contract() {
+    let Some((items, _)) = stores("item-contract").await else {
+        return;
+    };
+    sightline_store_contract::item_store_contract(Arc::new(items)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_passes_blob_store_contract() {
+    let Some((_, blobs)) = stores("blob-contract").await else {
+        return;
+    };
+    sightline_store_contract::blob_store_contract(Arc::new(blobs)).await;
+}
+
+/// Creating the table twice is fine (tests and local setups call it on every start).
+#[tokio::test]
+async fn create_table_is_idempotent() {
+    let Some((items, blobs)) = stores("idempotent-setup").await else {
+        return;
+    };
+    items.create_table_if_missing().await.expect("again");
+    blobs.create_bucket_if_missing().await.expect("again");
+    let table = items
+        .client()
+        .describe_table()
+        .table_name(items.table())
+        .send()
+        .await
+        .expect("describe")
+        .table
+        .expect("table");
+    let keys: Vec<(String, String)> = table
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]
+    );
+    let stream = table.stream_specification().expect("stream");
+    assert!(stream.stream_enabled());
+    assert_eq!(
+        stream.stream_view_type().map(|v| v.as_str()),
+        Some("NEW_AND_OLD_IMAGES")
+    );
+    let ttl = items
+        .client()
+        .describe_time_to_live()
+        .table_name(items.table())
+        .send()
+        .await
+        .expect("describe ttl")
+        .time_to_live_description
+        .expect("ttl description");
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+}
