@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use sightline_core::app::{BootstrapOutcome, Config, Ports};
 use sightline_core::model::{Principal, Scope};
 use sightline_core::ports::{
-    BlobStore, Clock, Condition, Item, ItemStore, Page, Query, StoreResult, UpdateOp,
+    BlobStore, Clock, Condition, Item, ItemStore, Page, Query, StoreResult, Transacted, UpdateOp,
+    Write,
 };
 use sightline_core::wire::CaptureRequest;
 use sightline_core::Sightline;
@@ -238,13 +239,16 @@ impl RecordingStore {
     }
 
     fn record(&self, op: &str, pk: &str, conditional: bool, since: Instant) {
+        self.record_kind(op, &partition_kind(pk), conditional, since);
+    }
+
+    fn record_kind(&self, op: &str, kind: &str, conditional: bool, since: Instant) {
         if !self.enabled.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
         let elapsed = since.elapsed();
         let key = format!(
-            "{op:<6} {:<16}{}",
-            partition_kind(pk),
+            "{op:<6} {kind:<16}{}",
             if conditional { " (conditional)" } else { "" }
         );
         let mut ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
@@ -319,6 +323,29 @@ impl ItemStore for RecordingStore {
         let t = Instant::now();
         let r = self.inner.query(pk, query).await;
         self.record("query", pk, false, t);
+        r
+    }
+
+    /// Recorded as one operation, by the partitions it writes (`P#*#DEDUP + …`).
+    async fn transact(&self, writes: &[Write]) -> StoreResult<Transacted> {
+        let t = Instant::now();
+        let r = self.inner.transact(writes).await;
+        let kinds: Vec<String> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Put { item, .. } => partition_kind(&item.pk),
+                Write::Update { pk, .. } => partition_kind(pk),
+            })
+            .collect();
+        let conditional = writes.iter().any(|w| match w {
+            Write::Put { condition, .. } | Write::Update { condition, .. } => condition.is_some(),
+        });
+        self.record_kind(
+            &format!("tx[{}]", writes.len()),
+            &kinds.join(" + "),
+            conditional,
+            t,
+        );
         r
     }
 }

@@ -215,6 +215,33 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// One write of [`ItemStore::transact`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// As [`ItemStore::put`].
+    Put {
+        item: Item,
+        condition: Option<Condition>,
+    },
+    /// As [`ItemStore::update`].
+    Update {
+        pk: String,
+        sk: String,
+        ops: Vec<UpdateOp>,
+        condition: Option<Condition>,
+    },
+}
+
+/// What [`ItemStore::transact`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transacted {
+    /// Every write was applied. Per write, in order: the item after an update, `None` for
+    /// a put.
+    Written(Vec<Option<Item>>),
+    /// The condition of the write at this index did not hold; nothing was written.
+    ConditionFailed(usize),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The write's condition did not hold; nothing was written.
@@ -254,6 +281,50 @@ pub trait ItemStore: Send + Sync + 'static {
         condition: Option<Condition>,
     ) -> StoreResult<Option<Item>>;
     async fn query(&self, pk: &str, query: Query) -> StoreResult<Page>;
+
+    /// Applies `writes` (at most one per item) as one unit: all of them when every
+    /// condition holds, none otherwise. One round trip where the backend allows it
+    /// (SQLite, memory, DynamoDB `TransactWriteItems`), so a handler that writes several
+    /// items pays for one.
+    ///
+    /// The default runs the writes one by one, in order, and when a condition fails it
+    /// undoes only the put-if-absent (`Condition::NotExists`) writes before it. Callers
+    /// therefore order writes so that this suffices: put-if-absent writes first, then at
+    /// most one other conditional write, then unconditional ones.
+    async fn transact(&self, writes: &[Write]) -> StoreResult<Transacted> {
+        let mut written = Vec::with_capacity(writes.len());
+        for (index, write) in writes.iter().enumerate() {
+            let result = match write {
+                Write::Put { item, condition } => self
+                    .put(item.clone(), condition.clone())
+                    .await
+                    .map(|()| None),
+                Write::Update {
+                    pk,
+                    sk,
+                    ops,
+                    condition,
+                } => self.update(pk, sk, ops, condition.clone()).await.map(Some),
+            };
+            match result {
+                Ok(item) => written.push(item),
+                Err(StoreError::ConditionFailed) => {
+                    for undo in &writes[..index] {
+                        if let Write::Put {
+                            item,
+                            condition: Some(Condition::NotExists),
+                        } = undo
+                        {
+                            self.delete(&item.pk, &item.sk, None).await?;
+                        }
+                    }
+                    return Ok(Transacted::ConditionFailed(index));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Transacted::Written(written))
+    }
 }
 
 /// S3-shaped blob store.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use sightline_core::ports::{
     apply_update, Attrs, BlobStore, Clock, Condition, Item, ItemStore, Page, Query, StoreError,
-    StoreResult, UpdateOp,
+    StoreResult, Transacted, UpdateOp, Write,
 };
 
 use crate::query::{plan, Pager};
@@ -131,6 +131,43 @@ impl ItemStore for MemoryItemStore {
             data.remove(pk);
         }
         Ok(old.filter(|i| !i.is_expired(now)))
+    }
+
+    /// Atomic: every condition is checked under the one lock before anything is written.
+    async fn transact(&self, writes: &[Write]) -> StoreResult<Transacted> {
+        let now = self.now();
+        let mut data = self.lock();
+        let mut next = Vec::with_capacity(writes.len());
+        for (index, write) in writes.iter().enumerate() {
+            let (pk, sk, condition) = match write {
+                Write::Put { item, condition } => (&item.pk, &item.sk, condition),
+                Write::Update {
+                    pk, sk, condition, ..
+                } => (pk, sk, condition),
+            };
+            let current = Self::live(&data, pk, sk, now);
+            if Self::check(condition.as_ref(), current).is_err() {
+                return Ok(Transacted::ConditionFailed(index));
+            }
+            next.push(match write {
+                Write::Put { item, .. } => (item.clone(), false),
+                Write::Update { ops, .. } => {
+                    let mut item = current
+                        .cloned()
+                        .unwrap_or_else(|| Item::new(pk.as_str(), sk.as_str(), Attrs::new()));
+                    apply_update(&mut item, ops);
+                    (item, true)
+                }
+            });
+        }
+        let mut written = Vec::with_capacity(next.len());
+        for (item, updated) in next {
+            written.push(updated.then(|| item.clone()));
+            data.entry(item.pk.clone())
+                .or_default()
+                .insert(item.sk.clone(), item);
+        }
+        Ok(Transacted::Written(written))
     }
 
     async fn query(&self, pk: &str, query: Query) -> StoreResult<Page> {

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
-use sightline_core::ports::{BlobStore, Clock, Item, ItemStore, Query, UpdateOp};
+use sightline_core::ports::{
+    BlobStore, Clock, Condition, Item, ItemStore, Page, Query, StoreResult, UpdateOp,
+};
 use sightline_store_contract::{blob_store_contract, item_store_contract};
 use sightline_store_local::{
     open_local_store, FsBlobStore, MemoryBlobStore, MemoryItemStore, SqliteItemStore, SystemClock,
@@ -20,6 +22,45 @@ fn clock() -> Arc<dyn Clock> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_item_store_passes_contract() {
     item_store_contract(Arc::new(MemoryItemStore::new(clock()))).await;
+}
+
+/// An adapter with only the required methods, so the port's default `transact` is what
+/// the contract checks: adapters that do not override it get a working one.
+struct RequiredMethodsOnly(MemoryItemStore);
+
+#[async_trait::async_trait]
+impl ItemStore for RequiredMethodsOnly {
+    async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        self.0.get(pk, sk).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> StoreResult<()> {
+        self.0.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        pk: &str,
+        sk: &str,
+        ops: &[UpdateOp],
+        condition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        self.0.update(pk, sk, ops, condition).await
+    }
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        condition: Option<Condition>,
+    ) -> StoreResult<Option<Item>> {
+        self.0.delete(pk, sk, condition).await
+    }
+    async fn query(&self, pk: &str, query: Query) -> StoreResult<Page> {
+        self.0.query(pk, query).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn default_transact_passes_contract() {
+    item_store_contract(Arc::new(RequiredMethodsOnly(MemoryItemStore::new(clock())))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use futures::FutureExt;
 use serde_json::{json, Value};
 use sightline_core::ports::{
-    Attrs, CmpOp, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult, UpdateOp,
+    Attrs, CmpOp, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult, Transacted,
+    UpdateOp, Write,
 };
 
 use crate::{now_secs, spawn_n, Case, Ctx};
@@ -60,6 +61,13 @@ pub(crate) const CASES: &[Case<dyn ItemStore>] = &[
         concurrent_put_not_exists(c).boxed()
     }),
     ("concurrent_add", |c| concurrent_add(c).boxed()),
+    ("transact_applies_all", |c| transact_applies_all(c).boxed()),
+    ("transact_failing_condition_writes_nothing", |c| {
+        transact_failing_condition_writes_nothing(c).boxed()
+    }),
+    ("concurrent_transact_capped", |c| {
+        concurrent_transact_capped(c).boxed()
+    }),
 ];
 
 fn attrs(v: Value) -> Attrs {
@@ -1243,4 +1251,146 @@ async fn add_round(c: &C, pk: String) {
         Some(50),
         "50 concurrent Add(1) must total 50"
     );
+}
+
+/// The shape the capture path uses: a put-if-absent marker, one conditional update, then
+/// unconditional puts and updates.
+fn capture_like_writes(pk: &str, marker: &str, cap: i64) -> Vec<Write> {
+    vec![
+        Write::Put {
+            item: Item::new(pk, format!("M#{marker}"), Attrs::new()).with_ttl(Some(i64::MAX / 2)),
+            condition: Some(Condition::NotExists),
+        },
+        Write::Update {
+            pk: pk.to_owned(),
+            sk: "slot".into(),
+            ops: vec![UpdateOp::add("n", 1), UpdateOp::set("last", marker)],
+            condition: Some(Condition::Or(vec![
+                Condition::AttrNotExists("n".into()),
+                cmp("n", CmpOp::Lt, cap),
+            ])),
+        },
+        Write::Put {
+            item: Item::new(
+                pk,
+                format!("S#{marker}"),
+                attrs(json!({"payload": {"v": [1, "é"]}})),
+            ),
+            condition: None,
+        },
+        Write::Update {
+            pk: pk.to_owned(),
+            sk: "total".into(),
+            ops: vec![UpdateOp::add("total", 1)],
+            condition: None,
+        },
+    ]
+}
+
+async fn transact_applies_all(c: C) {
+    let pk = c.key("p");
+    let got = c
+        .store
+        .transact(&capture_like_writes(&pk, "a", 10))
+        .await
+        .expect("transact");
+    let Transacted::Written(items) = got else {
+        panic!("expected Written, got {got:?}");
+    };
+    assert_eq!(items.len(), 4, "one result per write");
+    assert!(items[0].is_none() && items[2].is_none(), "puts return None");
+    let slot = items[1].as_ref().expect("update returns the item");
+    assert_eq!(
+        (slot.get_i64("n"), slot.get_str("last")),
+        (Some(1), Some("a"))
+    );
+    assert_eq!(items[3].as_ref().and_then(|i| i.get_i64("total")), Some(1));
+
+    let page = c.store.query(&pk, Query::default()).await.expect("query");
+    assert_eq!(sks(&page.items), ["M#a", "S#a", "slot", "total"]);
+    let snapshot = c.store.get(&pk, "S#a").await.expect("get").expect("stored");
+    assert_eq!(snapshot.attrs["payload"], json!({"v": [1, "é"]}));
+}
+
+async fn transact_failing_condition_writes_nothing(c: C) {
+    let pk = c.key("p");
+    let first = c
+        .store
+        .transact(&capture_like_writes(&pk, "a", 1))
+        .await
+        .expect("transact");
+    assert!(matches!(first, Transacted::Written(_)), "got {first:?}");
+
+    // The same marker again: the first write's condition fails.
+    let again = c
+        .store
+        .transact(&capture_like_writes(&pk, "a", 5))
+        .await
+        .expect("transact");
+    assert_eq!(again, Transacted::ConditionFailed(0));
+
+    // A new marker but no slot left: the second write's condition fails, and the marker
+    // written before it is undone.
+    let full = c
+        .store
+        .transact(&capture_like_writes(&pk, "b", 1))
+        .await
+        .expect("transact");
+    assert_eq!(full, Transacted::ConditionFailed(1));
+    let page = c.store.query(&pk, Query::default()).await.expect("query");
+    assert_eq!(
+        sks(&page.items),
+        ["M#a", "S#a", "slot", "total"],
+        "nothing of the failed transactions is stored"
+    );
+    let slot = c.store.get(&pk, "slot").await.expect("get").expect("slot");
+    assert_eq!(
+        (slot.get_i64("n"), slot.get_str("last")),
+        (Some(1), Some("a"))
+    );
+    let total = c
+        .store
+        .get(&pk, "total")
+        .await
+        .expect("get")
+        .expect("total");
+    assert_eq!(total.get_i64("total"), Some(1));
+}
+
+/// 64 concurrent transactions against a cap of 10: exactly 10 commit, with all their writes.
+async fn concurrent_transact_capped(c: C) {
+    let pk = c.key("p");
+    let store = c.store.clone();
+    let results = spawn_n(64, move |i| {
+        let store = store.clone();
+        let pk = pk.clone();
+        async move {
+            store
+                .transact(&capture_like_writes(&pk, &format!("{i:02}"), 10))
+                .await
+                .expect("transact")
+        }
+    })
+    .await;
+    let written = results
+        .iter()
+        .filter(|r| matches!(r, Transacted::Written(_)))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| **r == Transacted::ConditionFailed(1))
+        .count();
+    assert_eq!((written, refused), (10, 54), "results: {results:?}");
+    let pk = c.key("p");
+    let page = c.store.query(&pk, Query::default()).await.expect("query");
+    let markers = page.items.iter().filter(|i| i.sk.starts_with("M#")).count();
+    let snapshots = page.items.iter().filter(|i| i.sk.starts_with("S#")).count();
+    assert_eq!((markers, snapshots), (10, 10));
+    let total = c
+        .store
+        .get(&pk, "total")
+        .await
+        .expect("get")
+        .expect("total");
+    assert_eq!(total.get_i64("total"), Some(10));
 }

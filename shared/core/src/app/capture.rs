@@ -1,20 +1,38 @@
 //! `POST /sdk/snapshots/capture`: everything DESIGN §5 says the server enforces.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
-use super::auth::attrs;
-use super::{sha256_hex, Sightline};
+use super::sdk::ServiceSettings;
+use super::{lock, sha256_hex, Sightline};
 use crate::error::Result;
 use crate::events::{names, Audience};
 use crate::keys;
 use crate::model::{Breakpoint, DropReason, Mode, Principal};
 use crate::pii::SecurityFlag;
-use crate::ports::{CmpOp, Condition, Item, Query, StoreError, UpdateOp};
+use crate::ports::{CmpOp, Condition, Item, Query, StoreError, Transacted, UpdateOp, Write};
 use crate::timefmt::format_ms;
 use crate::wire::CaptureRequest;
 
 /// How long a capture's idempotency marker is kept.
 const DEDUP_TTL_SECS: i64 = 24 * 3600;
+/// Positions in a capture's transaction: the duplicate marker, then the capture slot.
+const DEDUP_WRITE: usize = 0;
+const SLOT_WRITE: usize = 1;
+
+/// A scrubbed snapshot ready to store.
+struct PreparedSnapshot {
+    id: String,
+    /// The snapshot item, with its payload inline or a reference to `blob`.
+    item: Item,
+    /// The trace's reference to the snapshot, when it has a trace id.
+    trace_link: Option<Item>,
+    /// The list form, for dashboards.
+    summary: Value,
+    /// The payload's blob key when it was too large to keep inline.
+    blob: Option<String>,
+}
 
 /// What happened to a capture. Drops are business outcomes, never errors.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,78 +90,200 @@ impl Sightline {
         Ok(json!({"results": results}))
     }
 
-    pub async fn capture(&self, p: &Principal, req: CaptureRequest) -> Result<CaptureOutcome> {
+    /// Resolves the breakpoint and service settings (cached), checks kill switch, activity
+    /// and condition, then stores the snapshot with one [`ItemStore::transact`]: the
+    /// duplicate marker, the capture slot (the exact `max_captures`/rate limit check), the
+    /// snapshot, its trace link and the service counters commit together or not at all.
+    ///
+    /// [`ItemStore::transact`]: crate::ports::ItemStore::transact
+    pub async fn capture(&self, p: &Principal, mut req: CaptureRequest) -> Result<CaptureOutcome> {
         let project = p.project_id.as_str();
         let now = self.now_ms();
-        let Some(bp) = self.resolve_capture_breakpoint(project, &req).await? else {
+        let Some((mut bp, cached)) = self.resolve_capture_breakpoint(project, &req, true).await?
+        else {
             let service = req.service_name.as_deref().unwrap_or("unknown");
             crate::wire::validate_service_name(service)?;
             return self
                 .drop(project, service, None, DropReason::UnknownBreakpoint)
                 .await;
         };
+        if cached && bp.inactive(now).is_some() {
+            // A cached copy may lag behind the store: confirm before dropping.
+            if let Some((fresh, _)) = self
+                .resolve_capture_breakpoint(project, &req, false)
+                .await?
+            {
+                bp = fresh;
+            }
+        }
         let service = bp.service_name.clone();
-        let settings = self.service_settings(project, &service).await?;
+        let settings = self.capture_settings(project, &service).await?;
         if settings.kill_switch {
             return self
                 .drop(project, &service, Some(&bp.id), DropReason::KillSwitch)
                 .await;
         }
-        if let Some(inactive) = bp.inactive(now) {
-            // A retry of a capture stored before the breakpoint ran out is a duplicate.
-            let seen = self
-                .items
-                .get(&keys::dedup(project), &dedup_key(&bp.id, &req))
-                .await?
-                .is_some();
-            let reason = if seen {
-                DropReason::Duplicate
-            } else {
-                inactive.reason()
-            };
-            return self.drop(project, &service, Some(&bp.id), reason).await;
-        }
-        let Some(dedup_key) = self.claim_capture(project, &bp.id, &req).await? else {
-            return self
-                .drop(project, &service, Some(&bp.id), DropReason::Duplicate)
-                .await;
-        };
-        let verdict = match bp.condition.as_deref() {
-            None => None,
-            Some(cond) => match self
-                .conditions
-                .get_or_compile(cond)
-                .and_then(|c| c.evaluate_bool(&condition_context(&req)))
-            {
-                Ok(true) => None,
-                Ok(false) => Some(DropReason::ConditionFalse),
-                Err(_) => Some(DropReason::ConditionError),
+        let dedup_key = dedup_key(&bp.id, &req);
+        let verdict = match bp.inactive(now) {
+            Some(inactive) => Some(inactive.reason()),
+            None => match bp.condition.as_deref() {
+                None => None,
+                Some(cond) => match self
+                    .conditions
+                    .get_or_compile(cond)
+                    .and_then(|c| with_condition_context(&mut req, |ctx| c.evaluate_bool(ctx)))
+                {
+                    Ok(true) => None,
+                    Ok(false) => Some(DropReason::ConditionFalse),
+                    Err(_) => Some(DropReason::ConditionError),
+                },
             },
         };
-        let slot = match verdict {
-            Some(reason) => Err((reason, bp.id.clone())),
-            None => self.take_capture_slot(project, bp, now).await?,
-        };
-        let bp = match slot {
-            Ok(bp) => bp,
-            Err((reason, id)) => {
-                // Not stored: a retry of this capture must not be taken for a duplicate.
-                self.items
-                    .delete(&keys::dedup(project), &dedup_key, None)
-                    .await?;
-                return self.drop(project, &service, Some(&id), reason).await;
+        if let Some(reason) = verdict {
+            // A retry of a capture stored earlier is a duplicate, whatever holds now.
+            let seen = self
+                .items
+                .get(&keys::dedup(project), &dedup_key)
+                .await?
+                .is_some();
+            let reason = if seen { DropReason::Duplicate } else { reason };
+            return self.drop(project, &service, Some(&bp.id), reason).await;
+        }
+
+        let PreparedSnapshot {
+            id,
+            item,
+            trace_link,
+            summary,
+            blob,
+        } = self
+            .prepare_snapshot(project, &bp, req, now, &settings.pii_patterns)
+            .await?;
+        let outcome = self
+            .commit_capture(project, bp, dedup_key, item, trace_link, now)
+            .await;
+        let bp = match outcome {
+            Ok(Ok(bp)) => bp,
+            Ok(Err((reason, bp_id))) => {
+                self.forget_blob(blob.as_deref()).await;
+                return self.drop(project, &service, Some(&bp_id), reason).await;
+            }
+            Err(e) => {
+                self.forget_blob(blob.as_deref()).await;
+                return Err(e);
             }
         };
-        let id = self
-            .store_snapshot(project, &bp, req, now, &settings.pii_patterns)
-            .await?;
         if bp.max_captures > 0 && bp.capture_count >= bp.max_captures {
             self.disable_exhausted(project, &bp).await?;
         }
+        self.publish(
+            project,
+            &service,
+            names::SNAPSHOT_CAPTURED,
+            json!({"snapshot": summary, "breakpoint": {"id": bp.id, "capture_count": bp.capture_count, "max_captures": bp.max_captures}}),
+            Audience::Dashboard,
+        );
         Ok(CaptureOutcome::Stored {
             id,
-            breakpoint_id: bp.id,
+            breakpoint_id: bp.id.clone(),
         })
+    }
+
+    /// Writes the prepared snapshot in one transaction with its duplicate marker, the
+    /// capture slot and the service counters. Returns the breakpoint after the slot was
+    /// taken, or why the capture was not stored (nothing was written then).
+    async fn commit_capture(
+        &self,
+        project: &str,
+        mut bp: Arc<Breakpoint>,
+        dedup_key: String,
+        snapshot: Item,
+        trace_link: Option<Item>,
+        now: i64,
+    ) -> Result<std::result::Result<Arc<Breakpoint>, (DropReason, String)>> {
+        let ttl = self.now_secs() + DEDUP_TTL_SECS;
+        let marker = Item::new(keys::dedup(project), dedup_key, Map::new()).with_ttl(Some(ttl));
+        let mut writes = vec![
+            Write::Put {
+                item: marker,
+                condition: Some(Condition::NotExists),
+            },
+            capture_slot(project, &bp, now),
+            Write::Put {
+                item: snapshot,
+                condition: None,
+            },
+        ];
+        if let Some(link) = trace_link {
+            writes.push(Write::Put {
+                item: link,
+                condition: None,
+            });
+        }
+        writes.push(Write::Update {
+            pk: keys::services(project),
+            sk: bp.service_name.clone(),
+            ops: vec![
+                UpdateOp::add("captures_total", 1),
+                UpdateOp::set("last_capture_at", now),
+            ],
+            condition: None,
+        });
+        let window = now.div_euclid(60_000);
+        for _ in 0..8 {
+            let epoch = self.cache_epoch();
+            match self.items.transact(&writes).await? {
+                Transacted::Written(items) => {
+                    let updated = items
+                        .get(SLOT_WRITE)
+                        .and_then(Option::as_ref)
+                        .and_then(Breakpoint::from_item)
+                        .map(Arc::new)
+                        .unwrap_or(bp);
+                    self.cache_breakpoint(project, &updated, epoch);
+                    return Ok(Ok(updated));
+                }
+                Transacted::ConditionFailed(DEDUP_WRITE) => {
+                    return Ok(Err((DropReason::Duplicate, bp.id.clone())));
+                }
+                Transacted::ConditionFailed(_) => {
+                    // No slot: find out why from the stored breakpoint.
+                    let epoch = self.cache_epoch();
+                    let Some(fresh) = self
+                        .get_breakpoint_in(project, &bp.service_name, &bp.id)
+                        .await?
+                    else {
+                        return Ok(Err((DropReason::Deleted, bp.id.clone())));
+                    };
+                    let fresh = Arc::new(fresh);
+                    self.cache_breakpoint(project, &fresh, epoch);
+                    if let Some(inactive) = fresh.inactive(now) {
+                        return Ok(Err((inactive.reason(), fresh.id.clone())));
+                    }
+                    if fresh.rate_limit_per_minute > 0
+                        && fresh.rate_window == window
+                        && fresh.rate_count >= fresh.rate_limit_per_minute
+                    {
+                        return Ok(Err((DropReason::RateLimited, fresh.id.clone())));
+                    }
+                    if fresh.rate_window > window {
+                        // Another process's clock is ahead; count against its window.
+                        return Ok(Err((DropReason::RateLimited, fresh.id.clone())));
+                    }
+                    bp = fresh;
+                    writes[SLOT_WRITE] = capture_slot(project, &bp, now);
+                }
+            }
+        }
+        Ok(Err((DropReason::RateLimited, bp.id.clone())))
+    }
+
+    /// Removes the blob of a snapshot that was not stored. Best effort: an orphaned blob
+    /// is unreachable, and the bucket's lifecycle rule removes it.
+    async fn forget_blob(&self, blob: Option<&str>) {
+        if let Some(key) = blob {
+            let _ = self.blobs.delete(key).await;
+        }
     }
 
     async fn drop(
@@ -160,21 +300,33 @@ impl Sightline {
         })
     }
 
-    /// By id first; then, for SDKs that send only some fields, by function+label and by
+    /// By id first (from the cache when `cached`; the flag returned says whether it came
+    /// from there); then, for SDKs that send only some fields, by function+label and by
     /// file+line within the named service (DESIGN §5).
     async fn resolve_capture_breakpoint(
         &self,
         project: &str,
         req: &CaptureRequest,
-    ) -> Result<Option<Breakpoint>> {
+        cached: bool,
+    ) -> Result<Option<(Arc<Breakpoint>, bool)>> {
         if let Some(id) = &req.breakpoint_id {
-            if let Some(service) = &req.service_name {
-                if let Some(bp) = self.get_breakpoint_in(project, service, id).await? {
-                    return Ok(Some(bp));
+            if cached {
+                if let Some(bp) = self.cached_breakpoint(project, id) {
+                    return Ok(Some((bp, true)));
                 }
             }
-            if let Some(bp) = self.find_breakpoint(project, id).await? {
-                return Ok(Some(bp));
+            let epoch = self.cache_epoch();
+            let mut found = None;
+            if let Some(service) = &req.service_name {
+                found = self.get_breakpoint_in(project, service, id).await?;
+            }
+            if found.is_none() {
+                found = self.find_breakpoint(project, id).await?;
+            }
+            if let Some(bp) = found {
+                let bp = Arc::new(bp);
+                self.cache_breakpoint(project, &bp, epoch);
+                return Ok(Some((bp, false)));
             }
         }
         let Some(service) = &req.service_name else {
@@ -201,104 +353,65 @@ impl Sightline {
                 .min_by_key(|b| b.inactive(now).is_some())
                 .cloned()
         };
-        Ok(pick(&by_label).or_else(|| pick(&by_line)))
+        Ok(pick(&by_label)
+            .or_else(|| pick(&by_line))
+            .map(|bp| (Arc::new(bp), false)))
     }
 
-    /// Marks this capture as seen and returns its marker key, or `None` when it was seen
-    /// before (a retry or a duplicate send). The key is the client's idempotency key, or
-    /// breakpoint + time + content.
-    async fn claim_capture(
-        &self,
-        project: &str,
-        bp_id: &str,
-        req: &CaptureRequest,
-    ) -> Result<Option<String>> {
-        let key = dedup_key(bp_id, req);
-        let ttl = self.now_secs() + DEDUP_TTL_SECS;
-        let item = Item::new(keys::dedup(project), key.clone(), Map::new()).with_ttl(Some(ttl));
-        match self.items.put(item, Some(Condition::NotExists)).await {
-            Ok(()) => Ok(Some(key)),
-            Err(StoreError::ConditionFailed) => Ok(None),
-            Err(e) => Err(e.into()),
+    fn cache_epoch(&self) -> u64 {
+        lock(&self.state_cache).epoch
+    }
+
+    /// A breakpoint read within `state_cache_ms`. Its counters may lag; the capture slot's
+    /// condition is checked against the store, so limits stay exact.
+    fn cached_breakpoint(&self, project: &str, id: &str) -> Option<Arc<Breakpoint>> {
+        let now = self.now_ms();
+        let cache = lock(&self.state_cache);
+        let (bp, at) = cache
+            .breakpoints
+            .get(&(project.to_owned(), id.to_owned()))?;
+        (now - at < self.config.state_cache_ms).then(|| Arc::clone(bp))
+    }
+
+    /// Keeps a breakpoint read, unless a change was published since `epoch` (the read
+    /// may predate it).
+    fn cache_breakpoint(&self, project: &str, bp: &Arc<Breakpoint>, epoch: u64) {
+        let now = self.now_ms();
+        let mut cache = lock(&self.state_cache);
+        if cache.epoch != epoch {
+            return;
         }
+        if cache.breakpoints.len() > 10_000 {
+            cache.breakpoints.clear();
+        }
+        cache
+            .breakpoints
+            .insert((project.to_owned(), bp.id.clone()), (Arc::clone(bp), now));
     }
 
-    /// Atomically counts the capture against `max_captures` and the per-minute rate limit
-    /// (one conditional update, so the limits are exact under any concurrency).
-    /// Returns the breakpoint after the update, or why there was no slot.
-    async fn take_capture_slot(
-        &self,
-        project: &str,
-        mut bp: Breakpoint,
-        now: i64,
-    ) -> Result<std::result::Result<Breakpoint, (DropReason, String)>> {
-        let pk = keys::service(project, &bp.service_name);
-        let sk = keys::breakpoint_sk(&bp.id);
-        let window = now.div_euclid(60_000);
-        for _ in 0..8 {
-            let base = vec![
-                Condition::cmp("enabled", CmpOp::Eq, true),
-                Condition::Or(vec![
-                    Condition::cmp("max_captures", CmpOp::Le, 0),
-                    Condition::CmpAttr("capture_count".into(), CmpOp::Lt, "max_captures".into()),
-                ]),
-            ];
-            let mut ops = vec![
-                UpdateOp::add("capture_count", 1),
-                UpdateOp::set("last_captured_at", now),
-            ];
-            let rate = if bp.rate_window == window {
-                ops.push(UpdateOp::add("rate_count", 1));
-                Condition::Or(vec![
-                    Condition::cmp("rate_limit_per_minute", CmpOp::Le, 0),
-                    Condition::And(vec![
-                        Condition::cmp("rate_window", CmpOp::Eq, window),
-                        Condition::CmpAttr(
-                            "rate_count".into(),
-                            CmpOp::Lt,
-                            "rate_limit_per_minute".into(),
-                        ),
-                    ]),
-                ])
-            } else {
-                ops.push(UpdateOp::set("rate_window", window));
-                ops.push(UpdateOp::set("rate_count", 1));
-                Condition::cmp("rate_window", CmpOp::Lt, window)
-            };
-            let condition = Condition::And(base.into_iter().chain([rate]).collect());
-            match self.items.update(&pk, &sk, &ops, Some(condition)).await {
-                Ok(item) => {
-                    if let Some(updated) = Breakpoint::from_item(&item) {
-                        return Ok(Ok(updated));
-                    }
-                    return Ok(Ok(bp));
+    /// The service's settings, read at most once per `state_cache_ms` (changes made
+    /// through this process apply at once).
+    async fn capture_settings(&self, project: &str, service: &str) -> Result<Arc<ServiceSettings>> {
+        let key = (project.to_owned(), service.to_owned());
+        let now = self.now_ms();
+        let epoch = {
+            let cache = lock(&self.state_cache);
+            if let Some((settings, at)) = cache.settings.get(&key) {
+                if now - at < self.config.state_cache_ms {
+                    return Ok(Arc::clone(settings));
                 }
-                Err(StoreError::ConditionFailed) => {
-                    let Some(fresh) = self
-                        .get_breakpoint_in(project, &bp.service_name, &bp.id)
-                        .await?
-                    else {
-                        return Ok(Err((DropReason::Deleted, bp.id)));
-                    };
-                    if let Some(inactive) = fresh.inactive(now) {
-                        return Ok(Err((inactive.reason(), fresh.id)));
-                    }
-                    if fresh.rate_limit_per_minute > 0
-                        && fresh.rate_window == window
-                        && fresh.rate_count >= fresh.rate_limit_per_minute
-                    {
-                        return Ok(Err((DropReason::RateLimited, fresh.id)));
-                    }
-                    if fresh.rate_window > window {
-                        // Another process's clock is ahead; count against its window.
-                        return Ok(Err((DropReason::RateLimited, fresh.id)));
-                    }
-                    bp = fresh;
-                }
-                Err(e) => return Err(e.into()),
             }
+            cache.epoch
+        };
+        let settings = Arc::new(self.service_settings(project, service).await?);
+        let mut cache = lock(&self.state_cache);
+        if cache.epoch == epoch {
+            if cache.settings.len() > 10_000 {
+                cache.settings.clear();
+            }
+            cache.settings.insert(key, (Arc::clone(&settings), now));
         }
-        Ok(Err((DropReason::RateLimited, bp.id)))
+        Ok(settings)
     }
 
     async fn disable_exhausted(&self, project: &str, bp: &Breakpoint) -> Result<()> {
@@ -330,15 +443,16 @@ impl Sightline {
         }
     }
 
-    /// Scrubs, limits and stores the snapshot; large payloads go to the blob store.
-    async fn store_snapshot(
+    /// Scrubs and limits the snapshot and builds the items to store; a large payload goes
+    /// to the blob store now (removed again if the capture is not stored).
+    async fn prepare_snapshot(
         &self,
         project: &str,
         bp: &Breakpoint,
         req: CaptureRequest,
         now: i64,
         patterns: &[crate::pii::CustomPattern],
-    ) -> Result<String> {
+    ) -> Result<PreparedSnapshot> {
         let scrubber = self.scrubber_for(patterns);
         let logpoint = bp.mode == Mode::Logpoint || req.mode.as_deref() == Some("logpoint");
         let mut expression_results = req.expression_results;
@@ -360,7 +474,7 @@ impl Sightline {
             .clamp(1, self.config.max_variable_depth);
         truncate_depth(&mut variables, max_depth, 0);
         if let Some(limit) = bp.max_payload_bytes.filter(|l| *l > 0) {
-            let size = variables.to_string().len() as i64;
+            let size = json_len(&variables) as i64;
             if size > limit {
                 variables = json!({"_truncated": true, "_payload_size": size, "_max_payload": limit, "_truncated_by": "payload_limit"});
             }
@@ -375,73 +489,86 @@ impl Sightline {
         let stack_trace = truncate_utf8(&req.stack_trace, self.config.max_stack_trace_bytes);
 
         let id = format!("{:012x}{}", now.max(0), &self.ids.random_hex128()[..20]);
-        let payload = json!({
-            "variables": variables,
-            "stack_trace": stack_trace,
-            "request_context": request_context,
-            "expression_results": expression_results,
-        });
-        let payload_text = payload.to_string();
-        let mut item_attrs = attrs(json!({
-            "id": id,
-            "breakpoint_id": bp.id,
-            "service_name": bp.service_name,
-            "file_path": req.file_path.unwrap_or_else(|| bp.file_path.clone()),
-            "line_number": req.line_number.unwrap_or(bp.line_number),
-            "function_name": req.function_name.unwrap_or_else(|| bp.function_name.clone()),
-            "label": req.label.unwrap_or_else(|| bp.label.clone()),
-            "mode": if logpoint { "logpoint" } else { "snapshot" },
-            "trace_id": req.trace_id.map(|t| t.to_ascii_lowercase()),
-            "span_id": req.span_id.map(|s| s.to_ascii_lowercase()),
-            "captured_at": req.captured_at.unwrap_or(now),
-            "received_at": now,
-            "security_flags": flags,
-            "payload_bytes": payload_text.len(),
-        }));
-        if payload_text.len() > self.config.inline_payload_bytes {
-            let blob = keys::snapshot_blob(project, &bp.service_name, &bp.id, &id);
+        // Built by moving the parts in: no deep copies of the variables.
+        let mut payload = Map::with_capacity(4);
+        payload.insert("variables".into(), variables);
+        payload.insert("stack_trace".into(), stack_trace.into());
+        payload.insert(
+            "request_context".into(),
+            request_context.unwrap_or(Value::Null),
+        );
+        payload.insert(
+            "expression_results".into(),
+            expression_results.unwrap_or(Value::Null),
+        );
+        let payload = Value::Object(payload);
+        let payload_bytes = json_len(&payload);
+        let lower = |s: Option<String>| s.map_or(Value::Null, |s| s.to_ascii_lowercase().into());
+        let mut summary = Map::with_capacity(16);
+        for (name, value) in [
+            ("id", Value::from(id.as_str())),
+            ("breakpoint_id", bp.id.as_str().into()),
+            ("service_name", bp.service_name.as_str().into()),
+            (
+                "file_path",
+                req.file_path.unwrap_or_else(|| bp.file_path.clone()).into(),
+            ),
+            (
+                "line_number",
+                req.line_number.unwrap_or(bp.line_number).into(),
+            ),
+            (
+                "function_name",
+                req.function_name
+                    .unwrap_or_else(|| bp.function_name.clone())
+                    .into(),
+            ),
+            (
+                "label",
+                req.label.unwrap_or_else(|| bp.label.clone()).into(),
+            ),
+            (
+                "mode",
+                if logpoint { "logpoint" } else { "snapshot" }.into(),
+            ),
+            ("trace_id", lower(req.trace_id)),
+            ("span_id", lower(req.span_id)),
+            ("captured_at", req.captured_at.unwrap_or(now).into()),
+            ("received_at", now.into()),
+            (
+                "security_flags",
+                serde_json::to_value(&flags).unwrap_or_else(|_| Value::Array(Vec::new())),
+            ),
+            ("payload_bytes", payload_bytes.into()),
+        ] {
+            summary.insert(name.into(), value);
+        }
+        let trace_link = summary
+            .get("trace_id")
+            .and_then(Value::as_str)
+            .map(|trace_id| self.snapshot_trace_link(project, trace_id, summary.clone()));
+        let event_summary = snapshot_summary(&summary);
+        let mut item_attrs = summary;
+        let mut blob = None;
+        if payload_bytes > self.config.inline_payload_bytes {
+            let key = keys::snapshot_blob(project, &bp.service_name, &bp.id, &id);
             self.blobs
-                .put(&blob, payload_text.into_bytes(), false)
+                .put(&key, payload.to_string().into_bytes(), false)
                 .await?;
-            item_attrs.insert("payload_blob".into(), blob.into());
+            item_attrs.insert("payload_blob".into(), key.as_str().into());
+            blob = Some(key);
         } else {
             item_attrs.insert("payload".into(), payload);
         }
         let expires = now / 1000 + self.config.snapshot_retention_secs;
-        self.items
-            .put(
-                Item::new(keys::snapshots(project), id.clone(), item_attrs.clone())
-                    .with_ttl(Some(expires)),
-                None,
-            )
-            .await?;
-        let ops = [
-            UpdateOp::add("captures_total", 1),
-            UpdateOp::set("last_capture_at", now),
-        ];
-        self.items
-            .update(&keys::services(project), &bp.service_name, &ops, None)
-            .await?;
-
-        item_attrs.remove("payload");
-        item_attrs.remove("payload_blob");
-        if let Some(trace_id) = item_attrs
-            .get("trace_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-        {
-            self.link_snapshot_to_trace(project, &trace_id, item_attrs.clone())
-                .await?;
-        }
-        let summary = snapshot_summary(&item_attrs);
-        self.publish(
-            project,
-            &bp.service_name,
-            names::SNAPSHOT_CAPTURED,
-            json!({"snapshot": summary, "breakpoint": {"id": bp.id, "capture_count": bp.capture_count, "max_captures": bp.max_captures}}),
-            Audience::Dashboard,
-        );
-        Ok(id)
+        Ok(PreparedSnapshot {
+            item: Item::new(keys::snapshots(project), id.clone(), item_attrs)
+                .with_ttl(Some(expires)),
+            id,
+            trace_link,
+            summary: event_summary,
+            blob,
+        })
     }
 
     /// `{expression: value}` for a logpoint; an expression that fails yields `null`, as in
@@ -473,29 +600,108 @@ fn dedup_key(bp_id: &str, req: &CaptureRequest) -> String {
     match &req.idempotency_key {
         Some(k) => sha256_hex(format!("{bp_id}\0key\0{k}").as_bytes()),
         None => {
-            let content = json!([
-                req.variables,
-                req.stack_trace,
-                req.expression_results,
-                req.trace_id,
-                req.span_id
-            ]);
-            sha256_hex(format!("{bp_id}\0{}\0{content}", req.captured_at_raw).as_bytes())
+            // The same text as a JSON array of these parts, written without copying them.
+            let content = (
+                &req.variables,
+                &req.stack_trace,
+                &req.expression_results,
+                &req.trace_id,
+                &req.span_id,
+            );
+            let mut text = format!("{bp_id}\0{}\0", req.captured_at_raw).into_bytes();
+            // Writing values to a `Vec` cannot fail.
+            let _ = serde_json::to_writer(&mut text, &content);
+            sha256_hex(&text)
         }
     }
 }
 
-/// What a condition sees: the variables, plus `request` (the request context) when the
-/// variables do not already define that name.
-fn condition_context(req: &CaptureRequest) -> Value {
-    let mut ctx = match &req.variables {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
+/// Evaluates `f` on what a condition sees: the variables, plus `request` (the request
+/// context) when the variables do not already define that name. The context is lent to
+/// the variables for the call and moved back, so nothing is copied.
+fn with_condition_context<T>(req: &mut CaptureRequest, f: impl FnOnce(&Value) -> T) -> T {
+    let Value::Object(vars) = &mut req.variables else {
+        let mut ctx = Map::new();
+        if let Some(rc) = &req.request_context {
+            ctx.insert("request".into(), rc.clone());
+        }
+        return f(&Value::Object(ctx));
     };
-    if let Some(rc) = &req.request_context {
-        ctx.entry("request").or_insert_with(|| rc.clone());
+    let lend = !vars.contains_key("request");
+    if lend {
+        if let Some(rc) = req.request_context.take() {
+            vars.insert("request".into(), rc);
+        }
     }
-    Value::Object(ctx)
+    let out = f(&req.variables);
+    if lend {
+        if let Value::Object(vars) = &mut req.variables {
+            // The key was appended last, so removing it keeps the variables' order.
+            req.request_context = vars.remove("request");
+        }
+    }
+    out
+}
+
+/// Length of a value's compact JSON text, without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
+/// The conditional update that takes a capture slot: counts the capture against
+/// `max_captures` and the per-minute rate limit in one atomic write, so the limits are
+/// exact under any concurrency. `bp` only chooses the rate window's branch; the
+/// condition is checked against the stored breakpoint.
+fn capture_slot(project: &str, bp: &Breakpoint, now: i64) -> Write {
+    let window = now.div_euclid(60_000);
+    let base = vec![
+        Condition::cmp("enabled", CmpOp::Eq, true),
+        Condition::Or(vec![
+            Condition::cmp("max_captures", CmpOp::Le, 0),
+            Condition::CmpAttr("capture_count".into(), CmpOp::Lt, "max_captures".into()),
+        ]),
+    ];
+    let mut ops = vec![
+        UpdateOp::add("capture_count", 1),
+        UpdateOp::set("last_captured_at", now),
+    ];
+    let rate = if bp.rate_window == window {
+        ops.push(UpdateOp::add("rate_count", 1));
+        Condition::Or(vec![
+            Condition::cmp("rate_limit_per_minute", CmpOp::Le, 0),
+            Condition::And(vec![
+                Condition::cmp("rate_window", CmpOp::Eq, window),
+                Condition::CmpAttr(
+                    "rate_count".into(),
+                    CmpOp::Lt,
+                    "rate_limit_per_minute".into(),
+                ),
+            ]),
+        ])
+    } else {
+        ops.push(UpdateOp::set("rate_window", window));
+        ops.push(UpdateOp::set("rate_count", 1));
+        Condition::cmp("rate_window", CmpOp::Lt, window)
+    };
+    Write::Update {
+        pk: keys::service(project, &bp.service_name),
+        sk: keys::breakpoint_sk(&bp.id),
+        ops,
+        condition: Some(Condition::And(base.into_iter().chain([rate]).collect())),
+    }
 }
 
 /// Replaces containers nested deeper than `max` with the SDKs' truncation marker

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 pub use admin::SnapshotFilter;
 pub use auth::BootstrapOutcome;
 pub use capture::CaptureOutcome;
-pub use session::{csrf_token_for, NewSession, Session, SESSION_TTL_SECS};
 #[cfg(not(target_arch = "wasm32"))]
 pub use ingest::IngestSummary;
+pub use session::{csrf_token_for, NewSession, Session, SESSION_TTL_SECS};
 pub use traces::{TraceFilter, LATENCY_BUCKETS_MS};
 
 use crate::condition::ConditionCache;
@@ -153,23 +153,38 @@ impl Sightline {
     /// Publishes a built event, first dropping the poll state it makes stale.
     fn publish_change(&self, event: ChangeEvent) {
         if event.audience == Audience::All {
-            let mut cache = lock(&self.state_cache);
-            cache.epoch += 1;
-            cache
-                .entries
-                .remove(&(event.project_id.clone(), event.service.clone()));
+            self.forget_service_state(&event.project_id, &event.service);
         }
         self.events.publish(event);
     }
 }
 
-/// Poll states by (project, service) with the time they were read. `epoch` counts
-/// published changes: a state read while a change was being published is not kept, so the
-/// cache never holds a state older than a change this process has announced.
+impl Sightline {
+    /// Drops every cached read of a service after this process changed it (breakpoints,
+    /// kill switch, PII patterns), before the change is announced.
+    pub(super) fn forget_service_state(&self, project_id: &str, service: &str) {
+        let mut cache = lock(&self.state_cache);
+        cache.epoch += 1;
+        let key = (project_id.to_owned(), service.to_owned());
+        cache.entries.remove(&key);
+        cache.settings.remove(&key);
+        cache
+            .breakpoints
+            .retain(|(p, _), (bp, _)| p != project_id || bp.service_name != service);
+    }
+}
+
+/// Reads kept for at most `state_cache_ms`, with the time they were read: poll states and
+/// service settings by (project, service), breakpoints by (project, id) for captures.
+/// `epoch` counts published changes: a read made while a change was being published is
+/// not kept, so the cache never holds a state older than a change this process has
+/// announced.
 #[derive(Default)]
 struct StateCache {
     epoch: u64,
     entries: HashMap<(String, String), (Value, i64)>,
+    settings: HashMap<(String, String), (Arc<sdk::ServiceSettings>, i64)>,
+    breakpoints: HashMap<(String, String), (Arc<crate::model::Breakpoint>, i64)>,
 }
 
 /// Locks a mutex, recovering the data of a poisoned one (a panic elsewhere must not take
