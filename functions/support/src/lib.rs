@@ -1,0 +1,236 @@
+//! Cold-start support shared by every Sightline Lambda function.
+//!
+//! A function's `main` is one call: [`serve`] reads and validates its configuration from the
+//! environment once, builds the AWS adapters and the core [`Sightline`] once, and serves only
+//! the routes it is given through `lambda_http`. The relay, which is not an HTTP function,
+//! uses [`store_config_from_env`], [`RelaySettings`] and [`fetch_secret`] directly.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use axum::Router;
+use sightline_core::app::{Config, Ports};
+use sightline_core::events::ChangeEvent;
+use sightline_core::ports::EventBus;
+use sightline_core::Sightline;
+use sightline_http::edge_publish::EdgePublisher;
+use sightline_http::hub::Hub;
+use sightline_http::AppState;
+use sightline_store_aws::{load_sdk_config, AwsStoreConfig, DynamoItemStore, S3BlobStore};
+use sightline_store_local::{RandomIds, SystemClock};
+
+/// A configuration problem found at cold start; the function refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("cannot read the secret `{name}` from SSM Parameter Store: {reason}")]
+    Secret { name: String, reason: String },
+}
+
+/// Environment variables read at cold start.
+pub mod env {
+    /// The DynamoDB table (required).
+    pub const TABLE: &str = "SIGHTLINE_TABLE";
+    /// The S3 bucket for large payloads and trace batches (required).
+    pub const BUCKET: &str = "SIGHTLINE_BUCKET";
+    /// Set by Lambda itself; required elsewhere.
+    pub const REGION: &str = "AWS_REGION";
+    /// Endpoint overrides for DynamoDB Local and an S3-compatible server (tests only).
+    pub const DYNAMODB_ENDPOINT: &str = "SIGHTLINE_DYNAMODB_ENDPOINT";
+    pub const S3_ENDPOINT: &str = "SIGHTLINE_S3_ENDPOINT";
+    /// relay: the edge's base URL (`https://…`), publish goes to `{url}/internal/publish`.
+    pub const EDGE_URL: &str = "SIGHTLINE_EDGE_URL";
+    /// relay: name of the SSM SecureString parameter holding the publish secret.
+    pub const PUBLISH_SECRET_PARAMETER: &str = "SIGHTLINE_PUBLISH_SECRET_PARAMETER";
+    /// Retention in days of snapshots and of traces (defaults: 30 and 7).
+    pub const SNAPSHOT_RETENTION_DAYS: &str = "SIGHTLINE_SNAPSHOT_RETENTION_DAYS";
+    pub const TRACE_RETENTION_DAYS: &str = "SIGHTLINE_TRACE_RETENTION_DAYS";
+    /// Log filter (default `info`).
+    pub const LOG: &str = "SIGHTLINE_LOG";
+}
+
+/// Reads and validates the storage configuration once per cold start.
+pub fn store_config_from_env() -> Result<AwsStoreConfig, ConfigError> {
+    let table = required(env::TABLE)?;
+    if !(3..=255).contains(&table.len())
+        || !table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(ConfigError::Invalid {
+            name: env::TABLE,
+            reason: "a DynamoDB table name is 3-255 characters of [A-Za-z0-9_.-]".into(),
+        });
+    }
+    let bucket = required(env::BUCKET)?;
+    if !(3..=63).contains(&bucket.len())
+        || !bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+    {
+        return Err(ConfigError::Invalid {
+            name: env::BUCKET,
+            reason: "an S3 bucket name is 3-63 characters of [a-z0-9.-]".into(),
+        });
+    }
+    let mut config = AwsStoreConfig::new(table, bucket);
+    config.region = Some(required(env::REGION)?);
+    config.dynamodb_endpoint = optional_url(env::DYNAMODB_ENDPOINT)?;
+    config.s3_endpoint = optional_url(env::S3_ENDPOINT)?;
+    Ok(config)
+}
+
+/// Handler limits from the environment: retention periods, which the stack also gives the
+/// bucket's lifecycle rules so payloads leave with their items.
+pub fn app_config_from_env() -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    if let Some(days) = optional_days(env::SNAPSHOT_RETENTION_DAYS)? {
+        config.snapshot_retention_secs = days * 86_400;
+    }
+    if let Some(days) = optional_days(env::TRACE_RETENTION_DAYS)? {
+        config.trace_retention_secs = days * 86_400;
+    }
+    Ok(config)
+}
+
+fn optional_days(name: &'static str) -> Result<Option<i64>, ConfigError> {
+    match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(d) if (1..=3650).contains(&d) => Ok(Some(d)),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: "must be a whole number of days between 1 and 3650".into(),
+            }),
+        },
+    }
+}
+
+/// The relay's configuration: where to publish and the name of the secret to sign with.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub edge_url: String,
+    pub secret_parameter: String,
+}
+
+impl RelaySettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let edge_url = optional_url(env::EDGE_URL)?.ok_or(ConfigError::Missing(env::EDGE_URL))?;
+        Ok(Self {
+            edge_url: edge_url.trim_end_matches('/').to_owned(),
+            secret_parameter: required(env::PUBLISH_SECRET_PARAMETER)?,
+        })
+    }
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+fn optional_url(name: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) if v.starts_with("http://") || v.starts_with("https://") => {
+            Ok(Some(v.trim().to_owned()))
+        }
+        Some(_) => Err(ConfigError::Invalid {
+            name,
+            reason: "must be an http:// or https:// URL".into(),
+        }),
+    }
+}
+
+/// Reads a SecureString parameter by name, decrypted. Called once per cold start.
+pub async fn fetch_secret(sdk: &SdkConfig, name: &str) -> Result<String, ConfigError> {
+    let err = |reason: String| ConfigError::Secret {
+        name: name.to_owned(),
+        reason,
+    };
+    let out = aws_sdk_ssm::Client::new(sdk)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_ssm::error::DisplayErrorContext(e).to_string()))?;
+    out.parameter
+        .and_then(|p| p.value)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err("the parameter has no value".into()))
+}
+
+/// The relay's publisher: the edge URL from the environment, the secret from SSM by name.
+pub async fn edge_publisher_from_env() -> Result<EdgePublisher, ConfigError> {
+    let relay = RelaySettings::from_env()?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(required(env::REGION)?))
+        .load()
+        .await;
+    let secret = fetch_secret(&sdk, &relay.secret_parameter).await?;
+    EdgePublisher::new(&relay.edge_url, secret.as_bytes(), PUBLISH_TIMEOUT).map_err(|e| {
+        ConfigError::Invalid {
+            name: env::EDGE_URL,
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// How long one publish may take before the invocation fails and the batch is retried.
+pub const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The event bus of a Lambda function. There is no in-process hub: committed changes reach
+/// the edge through DynamoDB Streams and the relay, so publishing here only logs.
+#[derive(Debug, Default)]
+pub struct StreamedBus;
+
+impl EventBus for StreamedBus {
+    fn publish(&self, event: ChangeEvent) {
+        tracing::debug!(
+            project = %event.project_id,
+            service = %event.service,
+            event = %event.event,
+            "change committed; the relay publishes it from the table stream"
+        );
+    }
+}
+
+/// The core over DynamoDB and S3, built once per cold start.
+pub async fn build_app(stores: &AwsStoreConfig, config: Config) -> Arc<Sightline> {
+    let sdk = load_sdk_config(stores).await;
+    let ports = Ports {
+        items: Arc::new(DynamoItemStore::from_sdk_config(&sdk, stores)),
+        blobs: Arc::new(S3BlobStore::from_sdk_config(&sdk, stores)),
+        events: Arc::new(StreamedBus),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+    };
+    Arc::new(Sightline::new(ports, config))
+}
+
+/// Sets up logging (JSON-free plain lines, which CloudWatch keeps as is).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .without_time() // CloudWatch stamps every line
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs an HTTP function: configuration and core once, then `routes` on every invocation.
+pub async fn serve(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
+    init_logging();
+    let stores = store_config_from_env()?;
+    let app = build_app(&stores, app_config_from_env()?).await;
+    let (state, _closing) = AppState::new(app, Arc::new(Hub::default()));
+    lambda_http::run(sightline_http::serve_routes(routes, state)).await
+}
