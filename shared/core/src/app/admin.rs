@@ -443,6 +443,17 @@ impl Sightline {
         };
         if let (Value::Object(o), Value::Object(pl)) = (&mut out, payload) {
             o.extend(pl);
+            // The stack as frames too, parsed by the same parser as code discovery, so the
+            // dashboard need not know every language's trace format.
+            let frames = o
+                .get("stack_trace")
+                .and_then(Value::as_str)
+                .map(crate::stacktrace::parse)
+                .unwrap_or_default();
+            o.insert(
+                "stack_frames".into(),
+                serde_json::to_value(frames).unwrap_or_else(|_| json!([])),
+            );
         }
         Ok(out)
     }

@@ -79,7 +79,8 @@ export async function detail(ctx, id) {
   const s = await api(`/api/snapshots/${enc(id)}`);
   if (!ctx.current()) return;
   const flags = s.security_flags || [];
-  const stack = Array.isArray(s.stack_trace) ? s.stack_trace : [];
+  const stack = Array.isArray(s.stack_frames) ? s.stack_frames : [];
+  const rawStack = typeof s.stack_trace === 'string' ? s.stack_trace.trim() : '';
   const vars = s.variables ?? {};
   const req = s.request_context;
   const exprs = s.expression_results || s.capture_expressions_results || s.expressions;
@@ -102,7 +103,10 @@ export async function detail(ctx, id) {
       h('div', { class: 'stack' },
         section('Variables', h('div', { class: 'tree', id: 'variables' }, tree(vars))),
         exprs ? section('Capture expressions', h('div', { class: 'tree' }, tree(exprs))) : null,
-        section('Stack trace', stack.length ? h('ol', { class: 'frames', id: 'stack' }, stack.map((fr) => frame(fr, s))) : h('p', { class: 'muted' }, 'No stack trace was captured.'))),
+        section('Stack trace', stack.length
+          ? [h('ol', { class: 'frames', id: 'stack' }, stack.map((fr) => frame(fr, s))),
+            rawStack ? h('details', { class: 'raw' }, h('summary', {}, 'As sent by the SDK'), h('pre', {}, rawStack)) : null]
+          : rawStack ? h('pre', { id: 'stack' }, rawStack) : h('p', { class: 'muted' }, 'No stack trace was captured.'))),
       h('div', { class: 'stack' },
         section('Details', meta),
         section('Security flags', flags.length

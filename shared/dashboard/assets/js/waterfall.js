@@ -49,7 +49,7 @@ export function waterfall(box, spans, snapshots, onSelect) {
   const pct = (ns) => `${Math.min(100, Math.max(0, ((ns - t0) / total) * 100))}%`;
   const ticks = h('div', { class: 'ticks', 'aria-hidden': 'true' });
   for (let i = 0; i <= 4; i += 1) {
-    const tk = h('span', { class: 'tick' }, fmtMs((total * i) / 4 / 1e6));
+    const tk = h('span', { class: 'tick' }, i === 0 ? '0' : fmtMs((total * i) / 4 / 1e6));
     tk.style.left = `${i * 25}%`;
     if (i === 0) tk.style.transform = 'none';
     if (i === 4) tk.style.transform = 'translateX(-100%)';
@@ -79,7 +79,7 @@ export function waterfall(box, spans, snapshots, onSelect) {
     bar.style.background = err ? 'var(--err)' : colour;
     const time = h('span', { class: 'wf-time' }, fmtMs((end - start) / 1e6));
     const frac = (end - t0) / total;
-    if (frac > 0.85) { time.style.right = `${(1 - (start - t0) / total) * 100}%`; time.style.paddingRight = '4px'; } else time.style.left = pct(end);
+    if (frac > 0.85 && (end - start) / total > 0.15) { time.classList.add('inside'); time.style.right = `${(1 - frac) * 100}%`; } else if (frac > 0.85) { time.style.right = `${(1 - (start - t0) / total) * 100}%`; time.style.paddingRight = '4px'; } else time.style.left = pct(end);
     const track = h('div', { class: 'wf-track' }, bar, time);
     for (const m of markers.get(s.span_id) || []) {
       const mk = h('a', { class: 'wf-marker', href: `/snapshots/${m.snap.id}`, title: `Snapshot ${m.snap.label || ''} captured here`, 'aria-label': `Snapshot ${m.snap.label || m.snap.id}`, 'data-snapshot-marker': '' });
