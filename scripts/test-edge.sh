@@ -2,7 +2,7 @@
 # The edge Worker (functions/edge), built from source and tested:
 #   1. fmt + clippy of the Worker crate (its own workspace, for wasm32) and its unit tests;
 #   2. scripts/build-edge.sh (offline worker-build; installs worker-build and wasm-bindgen-cli
-#      only when missing);
+#      only when missing), then `wrangler deploy --dry-run` on infra/wrangler.toml;
 #   3. node --test with Miniflare (workerd) in front of a real `sightline serve` origin:
 #      fan-out order to N SDK streams and a dashboard stream, fresh init on reconnect, key and
 #      scope checks, signed publish refusals (bad, missing, stale, replayed), heartbeats, dead
@@ -54,6 +54,12 @@ cd tests/edge
 if [[ ! -x node_modules/.bin/wrangler ]]; then
   npm ci --no-audit --no-fund >"$OUT/npm.log" 2>&1 || { tail -50 "$OUT/npm.log"; exit 1; }
 fi
+
+log "wrangler deploy --dry-run (validates infra/wrangler.toml and the bundle, offline)"
+WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false \
+  node_modules/.bin/wrangler deploy --dry-run --outdir "$OUT/dry-run" \
+  --config "$REPO/infra/wrangler.toml" >"$OUT/dry-run.log" 2>&1 || { cat "$OUT/dry-run.log"; exit 1; }
+grep -E "Total Upload" "$OUT/dry-run.log" >&2 || true
 
 log "node --test: Miniflare and end to end"
 node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
