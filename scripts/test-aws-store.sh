@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The DynamoDB + S3 adapters (shared/store-aws) against real emulators: starts DynamoDB Local
 # and moto's S3 (scripts/aws-emulators.sh), runs the store contract suite, the table setup
-# test and the outage test, and always stops the emulators.
+# test, the outage test and the request count of a poll and a capture (figures printed, see
+# docs/PERFORMANCE.md), and always stops the emulators.
 #
 # SIGHTLINE_REQUIRE_AWS_TESTS=1 makes a test that finds no emulator fail instead of skipping,
 # so a green run means the suites really ran against the emulators.
@@ -29,7 +30,7 @@ status=${PIPESTATUS[0]}
 
 # The contract suites must have run, not skipped.
 for t in dynamodb_passes_item_store_contract s3_passes_blob_store_contract \
-  dynamodb_outage_is_unavailable_then_recovers; do
+  dynamodb_outage_is_unavailable_then_recovers requests_per_poll_and_capture; do
   if ! grep -q "test $t ... ok" "$OUT/cargo-test.log"; then
     echo "test-aws-store: $t did not pass" >&2
     status=1
