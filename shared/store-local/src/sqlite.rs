@@ -8,13 +8,14 @@
 //! write is durable, and the cost of a commit is shared by everything queued behind it.
 //! [`ItemStore::transact`] is one such write: one savepoint around all its rows. Callers
 //! encode attributes before queueing, so the writer only reads, checks and writes rows.
-//! WAL checkpoints (and their fsync) run on a separate thread, not inside a commit.
+//! WAL checkpoints (and their fsync) run on a separate thread, not inside a commit; the
+//! writer only finishes one now and then between groups so the WAL can start over.
 //! Reads run on `spawn_blocking` with a small pool of read-only connections. (A large page
 //! cache or `mmap_size` measured slower here: SQLite walks the whole cache when a savepoint
 //! rolls back, and remapping costs TLB shootdowns on every commit.)
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ const GROUP_MAX: usize = 512;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// WAL pages at which the writer checkpoints by itself (SQLite's default is 1000).
 const WAL_BACKSTOP_PAGES: i64 = 20_000;
+/// WAL pages above which the checkpoint thread asks the writer to finish its checkpoint
+/// between two groups, so the next commit starts the WAL over instead of growing it.
+const WAL_RESTART_PAGES: i64 = 2_000;
 /// The WAL file is truncated back to this size after a checkpoint resets it.
 const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
@@ -112,9 +116,11 @@ impl SqliteItemStore {
         let checkpointer = Connection::open(path).db()?;
         configure(&checkpointer).db()?;
         let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        let finish_checkpoint = Arc::new(AtomicBool::new(false));
+        let asked = Arc::clone(&finish_checkpoint);
         std::thread::Builder::new()
             .name("sightline-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpointer, &stopped))
+            .spawn(move || checkpoint_loop(&checkpointer, &stopped, &asked))
             .map_err(|e| {
                 StoreError::Backend(format!("cannot start the sqlite checkpointer: {e}"))
             })?;
@@ -123,7 +129,7 @@ impl SqliteItemStore {
         let writer_clock = Arc::clone(&clock);
         std::thread::Builder::new()
             .name("sightline-sqlite-writer".into())
-            .spawn(move || writer_loop(&writer, &queue, &*writer_clock))
+            .spawn(move || writer_loop(&writer, &queue, &*writer_clock, &finish_checkpoint))
             .map_err(|e| StoreError::Backend(format!("cannot start the sqlite writer: {e}")))?;
 
         Ok(Self {
@@ -241,7 +247,12 @@ where
 
 /// The writer thread: one group transaction per batch of queued writes (see module docs).
 /// Ends when the store (the only sender) is dropped.
-fn writer_loop(conn: &Connection, queue: &std::sync::mpsc::Receiver<Job>, clock: &dyn Clock) {
+fn writer_loop(
+    conn: &Connection,
+    queue: &std::sync::mpsc::Receiver<Job>,
+    clock: &dyn Clock,
+    finish_checkpoint: &AtomicBool,
+) {
     while let Ok(first) = queue.recv() {
         let now = now_secs(clock);
         if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
@@ -264,6 +275,13 @@ fn writer_loop(conn: &Connection, queue: &std::sync::mpsc::Receiver<Job>, clock:
         for done in group {
             (done.deliver)(commit.clone());
         }
+        if finish_checkpoint.swap(false, Ordering::Relaxed) {
+            // Copies what the checkpoint thread has not yet copied (a few frames), so
+            // the next commit can start the WAL over.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
+            }
+        }
     }
 }
 
@@ -274,13 +292,24 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// The checkpoint thread: a passive checkpoint every [`CHECKPOINT_EVERY`] (it never
-/// blocks the writer or readers; frames still in use are copied on a later round), until
-/// the store is dropped.
-fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
+/// blocks the writer or readers), until the store is dropped. Under steady writes the
+/// writer keeps appending while it copies, so the WAL is never fully copied and would only
+/// grow: past [`WAL_RESTART_PAGES`] the writer is asked to copy the rest between groups.
+fn checkpoint_loop(
+    conn: &Connection,
+    stop: &std::sync::mpsc::Receiver<()>,
+    finish_checkpoint: &AtomicBool,
+) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "background WAL checkpoint failed; retrying later");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(wal_pages) if wal_pages > WAL_RESTART_PAGES => {
+                finish_checkpoint.store(true, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "background WAL checkpoint failed; retrying later")
+            }
         }
     }
 }
