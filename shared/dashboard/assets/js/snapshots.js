@@ -150,7 +150,7 @@ function node(key, v, depth) {
 
 function leaf(v) {
   if (typeof v === 'string' && (REDACTED.test(v) || isRedactedKey(v))) {
-    return h('span', { class: 'redacted', 'data-redacted': '', title: 'Removed by PII scrubbing before storage' }, '🔒 ', v);
+    return h('span', { class: 'redacted', 'data-redacted': '', title: 'Removed by PII scrubbing before storage' }, v);
   }
   if (typeof v === 'string') return h('span', { class: 'str' }, JSON.stringify(v));
   if (typeof v === 'number') return h('span', { class: 'num' }, String(v));

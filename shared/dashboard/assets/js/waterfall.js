@@ -93,13 +93,27 @@ export function waterfall(box, spans, snapshots, onSelect) {
     return el;
   }
 
+  // Rows in the DOM by index: scrolling only adds the rows coming into view and removes
+  // those leaving it.
+  const live = new Map();
   function draw() {
     frame = 0;
     const first = Math.max(0, Math.floor(scroller.scrollTop / ROW) - OVERSCAN);
     const last = Math.min(rows.length, Math.ceil((scroller.scrollTop + scroller.clientHeight) / ROW) + OVERSCAN);
-    const els = [];
-    for (let i = first; i < last; i += 1) els.push(rowEl(i));
-    inner.replaceChildren(...els);
+    for (const [i, el] of live) {
+      if (i < first || i >= last) { el.remove(); live.delete(i); }
+    }
+    const fresh = document.createDocumentFragment();
+    for (let i = first; i < last; i += 1) {
+      if (!live.has(i)) { const el = rowEl(i); live.set(i, el); fresh.append(el); }
+    }
+    inner.append(fresh);
+  }
+  function markSelected() {
+    for (const [i, el] of live) {
+      el.classList.toggle('selected', i === selected);
+      el.setAttribute('aria-selected', i === selected ? 'true' : 'false');
+    }
   }
   const schedule = () => { if (!frame) frame = requestAnimationFrame(draw); };
 
@@ -113,6 +127,7 @@ export function waterfall(box, spans, snapshots, onSelect) {
       else if (top + ROW > scroller.scrollTop + scroller.clientHeight) scroller.scrollTop = top + ROW - scroller.clientHeight;
     }
     draw();
+    markSelected();
     onSelect(rows[i].span);
   }
 
@@ -121,7 +136,7 @@ export function waterfall(box, spans, snapshots, onSelect) {
     const step = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1, PageDown: 15, PageUp: -15 }[ev.key];
     if (step) { ev.preventDefault(); ev.stopPropagation(); select(Math.min(rows.length - 1, Math.max(0, (selected < 0 ? -1 : selected) + step)), true); }
   });
-  const resize = () => schedule();
+  const resize = () => { for (const el of live.values()) el.remove(); live.clear(); schedule(); };
   window.addEventListener('resize', resize);
   draw();
   return {
