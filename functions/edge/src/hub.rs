@@ -303,10 +303,16 @@ impl StreamHub {
             return Ok(());
         }
         let secs = number_var(&self.env, "HEARTBEAT_SECS", DEFAULT_HEARTBEAT_SECS).max(0.1);
-        self.state
+        let armed = self
+            .state
             .storage()
             .set_alarm(Duration::from_millis((secs * 1000.0) as u64))
-            .await
+            .await;
+        if armed.is_err() {
+            // Let the next connect or delivery try again.
+            self.inner.borrow_mut().alarm_armed = false;
+        }
+        armed
     }
 
     async fn connect_sdk(&self, service: &str, api_key: &str) -> Result<Response> {
