@@ -21,7 +21,8 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use sightline_core::ports::{
-    apply_update, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult, UpdateOp,
+    apply_update, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult, Transacted,
+    UpdateOp, Write,
 };
 
 use crate::error::store_error;
@@ -46,9 +47,9 @@ pub struct DynamoItemStore {
     table: String,
 }
 
-type Attributes = HashMap<String, AttributeValue>;
+pub(crate) type Attributes = HashMap<String, AttributeValue>;
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -60,7 +61,7 @@ fn live(stored: &Attributes, now: i64) -> StoreResult<Option<Item>> {
     Ok((!item.is_expired(now)).then_some(item))
 }
 
-fn key(pk: &str, sk: &str) -> Attributes {
+pub(crate) fn key(pk: &str, sk: &str) -> Attributes {
     HashMap::from([
         (PK_ATTR.to_owned(), AttributeValue::S(pk.to_owned())),
         (SK_ATTR.to_owned(), AttributeValue::S(sk.to_owned())),
@@ -206,13 +207,7 @@ impl DynamoItemStore {
     ) -> StoreResult<Result<Item, Option<Attributes>>> {
         let mut e = Expr::default();
         let update = e.update(ops);
-        let guard = match condition {
-            Some(c) => {
-                let live = e.not_expired(now);
-                format!("({live} AND {})", e.condition(c, now))
-            }
-            None => e.not_expired(now),
-        };
+        let guard = e.live_and(condition, now);
         let (names, values) = e.take();
         let out = self
             .client
@@ -374,6 +369,10 @@ impl ItemStore for DynamoItemStore {
             Some(old) => live(&old, now),
             None => Ok(None),
         }
+    }
+
+    async fn transact(&self, writes: &[Write]) -> StoreResult<Transacted> {
+        self.transact_writes(writes).await
     }
 
     async fn query(&self, pk: &str, query: Query) -> StoreResult<Page> {

@@ -83,6 +83,16 @@ impl Expr {
         format!("{ttl} <= {now}")
     }
 
+    /// The guard of an update: the item is live or absent (an expired item must not lend
+    /// its stale attributes), and `condition` holds.
+    pub fn live_and(&mut self, condition: Option<&Condition>, now: i64) -> String {
+        let live = self.not_expired(now);
+        match condition {
+            Some(c) => format!("({live} AND {})", self.condition(c, now)),
+            None => live,
+        }
+    }
+
     /// `condition` with port semantics: an item expired at `now` is judged as absent.
     ///
     /// On an absent item every DynamoDB function sees missing attributes, exactly as

@@ -13,6 +13,7 @@ mod dynamo;
 mod error;
 mod expr;
 mod s3;
+mod transact;
 mod value;
 
 use std::time::Duration;

@@ -84,3 +84,42 @@ async fn create_table_is_idempotent() {
         .expect("ttl description");
     assert_eq!(ttl.attribute_name(), Some("ttl"));
 }
+
+/// Beyond the suite: an update inside a transaction treats an expired item as absent too
+/// (DynamoDB still holds it until its TTL sweeper runs), by replacing it in the transaction.
+#[tokio::test]
+async fn transact_update_of_expired_item_starts_empty() {
+    use serde_json::json;
+    use sightline_core::ports::{Condition, Item, ItemStore, Transacted, UpdateOp, Write};
+
+    let Some((items, _)) = stores("transact-expired").await else {
+        return;
+    };
+    let past = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 5;
+    let attrs = |v: serde_json::Value| v.as_object().cloned().unwrap();
+    let old = Item::new("P#t", "slot", attrs(json!({"n": 7, "old": true}))).with_ttl(Some(past));
+    items.put(old, None).await.unwrap();
+    let writes = [
+        Write::Put {
+            item: Item::new("P#t", "marker", attrs(json!({}))),
+            condition: Some(Condition::NotExists),
+        },
+        Write::Update {
+            pk: "P#t".into(),
+            sk: "slot".into(),
+            ops: vec![UpdateOp::add("n", 1)],
+            condition: Some(Condition::NotExists),
+        },
+    ];
+    let got = items.transact(&writes).await.unwrap();
+    let want = Item::new("P#t", "slot", attrs(json!({"n": 1})));
+    assert_eq!(got, Transacted::Written(vec![None, Some(want.clone())]));
+    assert_eq!(items.get("P#t", "slot").await.unwrap(), Some(want));
+    // Now live: the same condition fails, and the marker is not written again.
+    let again = items.transact(&writes[1..]).await.unwrap();
+    assert_eq!(again, Transacted::ConditionFailed(0));
+}
