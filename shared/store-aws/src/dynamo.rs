@@ -37,6 +37,9 @@ pub const SK_ATTR: &str = "sk";
 /// TTL attribute (N, Unix seconds), the table's `TimeToLiveSpecification`.
 pub const TTL_ATTR: &str = "ttl";
 
+/// Items read per `Query` request when a filter may skip many of them.
+const FILTERED_BATCH: usize = 100;
+
 /// How often an update of an expired item retries when another writer keeps changing it.
 const EXPIRED_REPLACE_ATTEMPTS: usize = 5;
 
@@ -402,10 +405,18 @@ impl ItemStore for DynamoItemStore {
                 None => format!("{pk_name} = {pk_value}"),
             };
             let (names, values) = e.take();
-            // One more than still needed: it tells whether a next page exists.
-            let want = query
-                .limit
-                .map(|l| i32::try_from(l + 1 - items.len()).unwrap_or(i32::MAX));
+            // One more than still needed: it tells whether a next page exists. With a
+            // filter, DynamoDB's limit counts items before filtering, so read in larger
+            // batches to avoid one round trip per few matches.
+            let want = query.limit.map(|l| {
+                let needed = l + 1 - items.len();
+                let batch = if query.filter.is_some() {
+                    needed.max(FILTERED_BATCH)
+                } else {
+                    needed
+                };
+                i32::try_from(batch).unwrap_or(i32::MAX)
+            });
             let out = self
                 .client
                 .query()

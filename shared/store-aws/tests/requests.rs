@@ -129,9 +129,11 @@ async fn requests_per_poll_and_capture() {
         panic!("fresh table must bootstrap");
     };
     let p: Principal = app.authenticate(&api_key).await.expect("auth");
+    counter.take();
     app.poll(&p, "checkout", Vec::new())
         .await
         .expect("first poll");
+    show("poll (first of a new service)", &counter.take());
     let bp = app
         .create_breakpoint(
             &p,
