@@ -9,12 +9,14 @@
 #   scripts/aws-emulators.sh restart-dynamodb  both of the above
 #   scripts/aws-emulators.sh install           only install (npm + venv), idempotent
 #
-# After `start`, `source target/aws-emulators/env` gives:
+# State (pid files, ports, data, logs, env file) lives in $SIGHTLINE_AWS_EMULATORS_DIR
+# (default target/aws-emulators): give each test step its own to run them side by side.
+# After `start`, `source $SIGHTLINE_AWS_EMULATORS_DIR/env` gives:
 #   SIGHTLINE_TEST_DYNAMODB_URL, SIGHTLINE_TEST_S3_URL, SIGHTLINE_DYNAMODB_LOCAL_DIR (to run
 #   another DynamoDB Local), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (static test values),
 #   AWS_REGION=us-east-1. (DynamoDB Local 3 accepts only letters and digits in key ids.)
-# DynamoDB Local keeps its data under target/aws-emulators/dynamodb (kept across
-# stop-dynamodb/start-dynamodb, wiped by start). Logs: target/aws-emulators/*.log.
+# DynamoDB Local keeps its data under that directory's dynamodb/ (kept across
+# stop-dynamodb/start-dynamodb, wiped by start), logs in its *.log.
 # Needs java 17+, node/npm, python3 with venv; registries: npm and PyPI.
 set -euo pipefail
 
@@ -28,7 +30,11 @@ ENV_FILE="$STATE/env"
 log() { echo "aws-emulators: $*" >&2; }
 
 install() {
-  for tool in java node npm python3; do
+  mkdir -p "$REPO/target"
+  # Test steps running side by side share the installs: one installs, the others wait.
+  exec 9>"$REPO/target/.aws-emulators-install.lock"
+  flock 9
+  for tool in java node npm python3 curl; do
     command -v "$tool" >/dev/null 2>&1 || { log "'$tool' not found"; exit 1; }
   done
   local stamp="$EMU/node_modules/.sightline-lock-stamp" want
@@ -49,6 +55,7 @@ install() {
       "$VENV/bin/python" -m pip install --quiet -r "$EMU/requirements.txt"
     printf '%s\n' "$want" > "$marker"
   fi
+  flock -u 9
 }
 
 ddb_dir() {

@@ -6,7 +6,7 @@
 #
 # SIGHTLINE_REQUIRE_AWS_TESTS=1 makes a test that finds no emulator fail instead of skipping,
 # so a green run means the suites really ran against the emulators.
-# Logs: target/test-output/aws-store/ (emulator logs in target/aws-emulators/).
+# Logs: target/test-output/aws-store/ (emulator logs in target/test-output/aws-store/emulators/).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,11 +18,13 @@ fi
 
 OUT=target/test-output/aws-store
 mkdir -p "$OUT"
+# Own emulator state, so another step's emulators are never touched.
+export SIGHTLINE_AWS_EMULATORS_DIR="$PWD/$OUT/emulators"
 
 trap 'scripts/aws-emulators.sh stop' EXIT
 scripts/aws-emulators.sh start
 # shellcheck disable=SC1091
-source target/aws-emulators/env
+source "$SIGHTLINE_AWS_EMULATORS_DIR/env"
 export SIGHTLINE_REQUIRE_AWS_TESTS=1
 
 cargo test -p sightline-store-aws --tests -- --nocapture 2>&1 | tee "$OUT/cargo-test.log"
