@@ -1,5 +1,6 @@
-//! Dashboard security, in-process over the real router and a real SQLite store: sessions,
-//! CSRF on every state-changing route, and project isolation of a session.
+//! The dashboard's server side, in-process over the real router and a real SQLite store:
+//! sessions, CSRF on every state-changing route, project isolation of a session, and the
+//! list queries the pages rely on (snapshot pages and time filter, per-minute series).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -510,4 +511,90 @@ async fn pages_redirect_to_sign_in_and_the_cookie_is_locked_down() {
         .as_str()
         .unwrap()
         .contains(r#"<meta name="csrf-token" content=""#));
+}
+
+#[tokio::test]
+async fn snapshot_list_paginates_and_filters_by_time() {
+    let env = env().await;
+    let b = env.sign_in(KEY_A).await;
+    let bp = env
+        .ok(
+            &b,
+            "POST",
+            "/api/breakpoints",
+            Some(json!({"service_name": "svc",
+            "file_path": "/app/pay.py", "line_number": 3, "function_name": "pay", "label": "pay",
+            "rate_limit_per_minute": 0})),
+        )
+        .await;
+    let started = sightline_core::timefmt::format_ms(env.app.now_ms() - 1);
+    for i in 0..5 {
+        let r = env
+            .with_key(
+                KEY_A,
+                "POST",
+                "/sdk/snapshots/capture",
+                json!({"breakpoint_id": bp.body["id"],
+                "service_name": "svc", "variables": {"i": i},
+                "captured_at": format!("2026-11-22T12:00:0{i}Z")}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    // Cursor pages of 2 cover the 5 snapshots once each, newest first.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/snapshots?limit=2&cursor={c}"),
+            None => "/api/snapshots?limit=2".to_owned(),
+        };
+        let page = env.ok(&b, "GET", &path, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let ids: Vec<String> = page.body["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(ids.len() <= 2);
+        seen.extend(ids);
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(seen, sorted, "newest first, no duplicates");
+    // Time filter on the receive time.
+    let since = env
+        .ok(&b, "GET", &format!("/api/snapshots?from={started}"), None)
+        .await;
+    assert_eq!(since.body["snapshots"].as_array().unwrap().len(), 5);
+    let future = sightline_core::timefmt::format_ms(env.app.now_ms() + 60_000);
+    let none = env
+        .ok(&b, "GET", &format!("/api/snapshots?from={future}"), None)
+        .await;
+    assert_eq!(none.body["snapshots"], json!([]));
+    let until = env
+        .ok(&b, "GET", &format!("/api/snapshots?to={started}"), None)
+        .await;
+    assert_eq!(until.body["snapshots"], json!([]));
+    let bad = env
+        .ok(&b, "GET", "/api/snapshots?from=yesterday", None)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.body["error"]["code"], "invalid_query");
+    // The services view carries one point per minute of the window for the sparklines.
+    let services = env
+        .ok(&b, "GET", "/api/services?window_minutes=30", None)
+        .await;
+    let series = services.body["services"][0]["stats"]["series"]
+        .as_array()
+        .unwrap();
+    assert_eq!(series.len(), 30);
+    assert!(series[0]["minute"].is_string() && series[29]["requests"].is_i64());
 }

@@ -33,7 +33,7 @@ export async function list(ctx, focusId) {
     mount(ctx.main, head, filters, h('div', { class: 'panel table-wrap' }, h('table', { id: 'breakpoints' },
       h('thead', {}, h('tr', {},
         h('th', {}, 'Location'), h('th', { class: 'hide-sm' }, 'Service'), h('th', {}, 'Condition'),
-        h('th', { class: 'hide-sm' }, 'Mode'), h('th', {}, 'Captures'), h('th', {}, 'Status'), h('th', {}, h('span', { class: 'hidden' }, 'Actions')))),
+        h('th', { class: 'hide-sm' }, 'Mode'), h('th', {}, 'Captures'), h('th', { class: 'hide-sm' }, 'Status'), h('th', {}, h('span', { class: 'hidden' }, 'Actions')))),
       tbody)));
   }
 
@@ -47,14 +47,14 @@ export async function list(ctx, focusId) {
       const status = statusOf(b);
       mount(el,
         h('td', {}, h('div', { class: 'loc', title: `${b.file_path}:${b.line_number}` }, shortLoc(b.file_path, b.line_number) || '—'),
-          h('div', { class: 'muted small' }, b.function_name || '', b.label ? ` · ${b.label}` : '')),
+          h('div', { class: 'muted small' }, b.function_name || '', b.label && b.label !== b.function_name ? ` · ${b.label}` : '')),
         h('td', { class: 'hide-sm' }, b.service_name),
         h('td', {}, b.condition ? h('code', {}, b.condition) : h('span', { class: 'muted' }, 'always')),
         h('td', { class: 'hide-sm' }, badge(b.mode || 'snapshot')),
         h('td', { class: 'num', 'data-count': '' }, h('a', { href: `/snapshots?breakpoint_id=${enc(b.id)}` }, `${fmtNum(b.capture_count)} / ${b.max_captures ? fmtNum(b.max_captures) : '∞'}`),
           h('div', { class: 'muted small' }, ago(b.last_captured_at))),
-        h('td', {}, badge(status.text, status.kind)),
-        h('td', {}, h('div', { class: 'card-head' },
+        h('td', { class: 'hide-sm' }, badge(status.text, status.kind)),
+        h('td', {}, h('div', { class: 'card-head row-actions' },
           h('label', { class: 'switch' }, h('input', {
             type: 'checkbox', checked: b.enabled, 'data-toggle': '', 'aria-label': `Enabled: ${shortLoc(b.file_path, b.line_number)}`,
             onchange: async (ev) => {
