@@ -4,6 +4,9 @@ Standard library only (the venv holds just the TraceKit SDK and its pins).
 
 Environment:
   SIGHTLINE_BIN          server binary (default: <repo>/target/debug/sightline)
+  SIGHTLINE_TEST_BASE_URL  run against this already running deployment instead of spawning
+                         the server (e.g. the Lambda functions behind a local router); it must
+                         be bootstrapped with API_KEY, and SIGHTLINE_TEST_API_KEY must say so
   SIGHTLINE_TEST_OUTPUT  directory for server and child logs (default: a temp dir)
   SIGHTLINE_LOG          server log filter (default: info)
 """
@@ -90,6 +93,21 @@ class Server:
     """``sightline serve --listen 127.0.0.1:0`` with a fresh data dir and the bootstrap key."""
 
     def __init__(self):
+        self.out = output_dir()
+        self.api_log = deque(maxlen=40)
+        self.stdout_lines = []
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        external = os.environ.get("SIGHTLINE_TEST_BASE_URL", "").strip()
+        if external:
+            if os.environ.get("SIGHTLINE_TEST_API_KEY") != API_KEY:
+                raise RuntimeError(f"SIGHTLINE_TEST_API_KEY must be the key the deployment was bootstrapped with: {API_KEY}")
+            self.base = external.rstrip("/")
+            self.proc = None
+            self.log_path = os.path.join(self.out, "server.log")
+            self.log_file = open(self.log_path, "w", encoding="utf-8")
+            self.log_file.write(f"external deployment at {self.base}: its logs are kept by its own runner\n")
+            self.log_file.flush()
+            return
         self.bin = os.environ.get("SIGHTLINE_BIN") or os.path.join(REPO, "target", "debug", "sightline")
         if not os.path.isabs(self.bin):
             self.bin = os.path.join(REPO, self.bin)
@@ -143,7 +161,7 @@ class Server:
             )
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)

@@ -3,8 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    sightline_lambda::serve(
-        sightline_http::admin_api_routes().merge(sightline_http::edge_publish::principal_routes()),
-    )
-    .await
+    sightline_lambda::serve(sightline_http::admin_api_routes()).await
 }

@@ -1,4 +1,12 @@
 //! A real `sightline serve` on a random loopback port, and helpers to talk to it.
+//!
+//! With `SIGHTLINE_TEST_BASE_URL` set, the same tests run against an already running
+//! deployment instead (e.g. the Lambda functions behind a local router): no process is
+//! spawned; `SIGHTLINE_TEST_API_KEY` must be the key the deployment was bootstrapped with
+//! (this harness's [`KEY`]), `SIGHTLINE_TEST_RESET` is a shell command run before each test
+//! to give it an empty deployment, and `SIGHTLINE_TEST_CLI` the command that takes the
+//! place of `sightline` for `keys ...`. Tests then share the deployment: run them with
+//! `--test-threads=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -13,14 +21,55 @@ pub const KEY: &str = "sl_test_0123456789abcdef0123456789abcdef0123456789abcdef0
 pub struct Server {
     pub base: String,
     pub data_dir: tempfile::TempDir,
-    child: Child,
+    /// `None` against an external deployment.
+    child: Option<Child>,
     pub http: reqwest::Client,
+}
+
+/// The external deployment under test, if any (see the module docs).
+pub fn external_base() -> Option<String> {
+    std::env::var("SIGHTLINE_TEST_BASE_URL")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| b.trim().trim_end_matches('/').to_owned())
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 impl Server {
     pub fn start() -> Self {
+        if let Some(base) = external_base() {
+            return Self::external(base);
+        }
         let data_dir = tempfile::tempdir().unwrap();
         Self::start_in(data_dir)
+    }
+
+    fn external(base: String) -> Self {
+        let key = std::env::var("SIGHTLINE_TEST_API_KEY").unwrap_or_default();
+        assert_eq!(
+            key, KEY,
+            "SIGHTLINE_TEST_API_KEY must be the key the deployment was bootstrapped with: {KEY}"
+        );
+        if let Ok(reset) = std::env::var("SIGHTLINE_TEST_RESET") {
+            let out = Command::new("sh").args(["-c", &reset]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "SIGHTLINE_TEST_RESET failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Self {
+            base,
+            data_dir: tempfile::tempdir().unwrap(),
+            child: None,
+            http: http_client(),
+        }
     }
 
     pub fn start_in(data_dir: tempfile::TempDir) -> Self {
@@ -47,15 +96,11 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
         Self {
             base,
             data_dir,
-            child,
-            http,
+            child: Some(child),
+            http: http_client(),
         }
     }
 
@@ -64,13 +109,25 @@ impl Server {
     }
 
     /// Runs `sightline <args>` against this server's data dir and returns stdout.
+    /// Against an external deployment, runs `$SIGHTLINE_TEST_CLI <args>` instead.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
-            .args(args)
-            .env("SIGHTLINE_DATA_DIR", self.data_dir.path())
-            .env("SIGHTLINE_LOG", "warn")
-            .output()
-            .expect("run sightline cli");
+        let out = if self.child.is_some() {
+            Command::new(env!("CARGO_BIN_EXE_sightline"))
+                .args(args)
+                .env("SIGHTLINE_DATA_DIR", self.data_dir.path())
+                .env("SIGHTLINE_LOG", "warn")
+                .output()
+                .expect("run sightline cli")
+        } else {
+            let cli = std::env::var("SIGHTLINE_TEST_CLI").expect(
+                "SIGHTLINE_TEST_CLI is needed for CLI steps against an external deployment",
+            );
+            Command::new("sh")
+                .args(["-c", &format!("{cli} \"$@\""), "cli"])
+                .args(args)
+                .output()
+                .expect("run SIGHTLINE_TEST_CLI")
+        };
         assert!(
             out.status.success(),
             "cli {args:?} failed: {}",
@@ -152,11 +209,15 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
     pub fn terminate(&mut self) -> bool {
+        let child = self
+            .child
+            .as_mut()
+            .expect("an external deployment cannot be restarted by a test");
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status();
         for _ in 0..100 {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 return status.success();
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -167,8 +228,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
