@@ -14,7 +14,7 @@ use serde_json::Value;
 use sightline_core::ports::{apply_update, CmpOp, Condition, Item, UpdateOp};
 
 use crate::dynamo::{PK_ATTR, TTL_ATTR};
-use crate::value::{stored_name, to_attribute};
+use crate::value::{stored_name, to_attribute, to_stored};
 
 pub(crate) type Names = HashMap<String, String>;
 pub(crate) type Values = HashMap<String, AttributeValue>;
@@ -123,7 +123,7 @@ impl Expr {
                     return self.never();
                 }
                 let a = self.attr(a);
-                let v = self.value(to_attribute(v));
+                let v = self.value(to_stored(v));
                 // A comparison with a missing attribute is false, `<>` included.
                 format!("(attribute_exists({a}) AND {a} {op} {v})")
             }
@@ -188,10 +188,10 @@ impl Expr {
             let a = self.attr(&name);
             match effect {
                 Effect::Keep => {}
-                Effect::Set(v) => set.push(format!("{a} = {}", self.value(to_attribute(&v)))),
+                Effect::Set(v) => set.push(format!("{a} = {}", self.value(to_stored(&v)))),
                 Effect::Remove => remove.push(a),
                 Effect::IfNotExists(v) => {
-                    let v = self.value(to_attribute(&v));
+                    let v = self.value(to_stored(&v));
                     set.push(format!("{a} = if_not_exists({a}, {v})"));
                 }
                 Effect::Add(d) => add.push(format!("{a} {}", self.value(d.attribute()))),

@@ -3,10 +3,12 @@
 //! Items keep their attributes as native DynamoDB attributes (so conditions and `ADD` run
 //! in DynamoDB). Three top-level names belong to the table (`pk`, `sk`, `ttl`); an item
 //! attribute of that name, or any name starting with `_`, is stored with one more leading
-//! `_`, which keeps the mapping one-to-one.
+//! `_`, which keeps the mapping one-to-one. Values DynamoDB cannot hold natively are kept
+//! as JSON text ([`to_stored`]).
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Number, Value};
 use sightline_core::ports::{Item, StoreError, StoreResult};
@@ -42,6 +44,37 @@ pub(crate) fn to_attribute(value: &Value) -> AttributeValue {
     }
 }
 
+/// Deepest nesting stored natively (DynamoDB allows 32 levels).
+const MAX_NATIVE_DEPTH: usize = 30;
+
+/// Whether DynamoDB can hold `value` as native attributes: no empty map key, bounded
+/// nesting, numbers within DynamoDB's range (magnitude 1e-130 to 1e126).
+fn native_ok(value: &Value, depth: usize) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64().is_none_or(|x| {
+            x == 0.0 || n.is_i64() || n.is_u64() || (1e-130..1e126).contains(&x.abs())
+        }),
+        Value::Array(a) => depth < MAX_NATIVE_DEPTH && a.iter().all(|v| native_ok(v, depth + 1)),
+        Value::Object(m) => {
+            depth < MAX_NATIVE_DEPTH
+                && m.iter()
+                    .all(|(k, v)| !k.is_empty() && native_ok(v, depth + 1))
+        }
+        _ => true,
+    }
+}
+
+/// The stored form of an item attribute's value. Client data DynamoDB cannot hold natively
+/// (see [`native_ok`]; e.g. a captured dict with an empty key) is stored as its JSON text
+/// in a binary attribute, a type nothing else uses; such a value is opaque to conditions.
+pub(crate) fn to_stored(value: &Value) -> AttributeValue {
+    if native_ok(value, 0) {
+        to_attribute(value)
+    } else {
+        AttributeValue::B(Blob::new(value.to_string().into_bytes()))
+    }
+}
+
 /// DynamoDB normalises numbers (`1.50` → `1.5`, `2.0` → `2`): integral values come back as
 /// integers, everything else as `f64`.
 pub(crate) fn number(n: &str) -> StoreResult<Value> {
@@ -74,6 +107,8 @@ pub(crate) fn from_attribute(value: &AttributeValue) -> StoreResult<Value> {
             }
             Value::Object(out)
         }
+        AttributeValue::B(json) => serde_json::from_slice(json.as_ref())
+            .map_err(|e| StoreError::Backend(format!("unreadable stored JSON value: {e}")))?,
         other => {
             return Err(StoreError::Backend(format!(
                 "unsupported stored attribute type {other:?}"
@@ -91,7 +126,7 @@ pub(crate) fn to_attributes(item: &Item) -> HashMap<String, AttributeValue> {
         out.insert(TTL_ATTR.to_owned(), AttributeValue::N(t.to_string()));
     }
     for (name, value) in &item.attrs {
-        out.insert(stored_name(name), to_attribute(value));
+        out.insert(stored_name(name), to_stored(value));
     }
     out
 }
