@@ -52,11 +52,15 @@ after(async () => {
   await browser?.close();
 });
 
-/** Screenshots the current page at desktop and phone width. */
+/** Screenshots the current page at desktop width (light and dark) and phone width. */
 async function shots(name) {
   await page.setViewportSize(DESKTOP);
   await page.waitForTimeout(150);
   await page.screenshot({ path: join(OUT, `${name}-desktop.png`), fullPage: true });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.waitForTimeout(100);
+  await page.screenshot({ path: join(OUT, `${name}-desktop-dark.png`), fullPage: true });
+  await page.emulateMedia({ colorScheme: 'light' });
   await page.setViewportSize(PHONE);
   await page.waitForTimeout(150);
   await page.screenshot({ path: join(OUT, `${name}-phone.png`), fullPage: true });

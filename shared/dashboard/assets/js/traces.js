@@ -88,7 +88,7 @@ export async function detail(ctx, id) {
     spans.length ? wfBox : empty('No spans stored for this trace', 'Only snapshots refer to it so far; its spans appear when they are exported to /v1/traces.'),
     h('section', { class: 'panel', 'aria-label': 'Span' }, h('div', { class: 'panel-head' }, h('h2', {}, 'Span')), info),
     snaps.length ? h('section', { class: 'panel', 'aria-label': 'Snapshots in this trace' }, h('div', { class: 'panel-head' }, h('h2', {}, 'Snapshots in this trace')),
-      h('ul', { class: 'panel-body' }, snaps.map((s) => h('li', {}, h('a', { href: `/snapshots/${s.id}` }, s.label || s.function_name || s.id), ' ', h('span', { class: 'muted' }, ago(s.captured_at)))))) : null);
+      h('div', { class: 'panel-body' }, h('ul', {}, snaps.map((s) => h('li', {}, h('a', { href: `/snapshots/${s.id}` }, s.label || s.function_name || s.id), ' ', h('span', { class: 'muted' }, ago(s.captured_at))))))) : null);
   const errChip = ctx.main.querySelector('.err-chip');
   if (errChip) { errChip.style.outline = '2px solid var(--err)'; errChip.style.background = 'transparent'; }
   if (!spans.length) return;
