@@ -323,6 +323,42 @@ test('a trace of 2,000 spans renders virtualised and scrolls', async () => {
   await shots('13-traces');
 });
 
+test('breakpoints: disable, edit every limit, delete', async () => {
+  const { body } = await apiCall(`/api/breakpoints?service=${SERVICE}`);
+  const bp = body.breakpoints[0];
+  await page.goto(`${URL_}/breakpoints`);
+  const row = page.locator(`tr[data-breakpoint="${bp.id}"]`);
+  await row.waitFor();
+  await row.locator('[data-toggle]').uncheck();
+  await page.waitForFunction(async (id) => (await (await fetch(`/api/breakpoints/${id}`)).json()).enabled === false, bp.id);
+  await row.locator('[data-edit]').click();
+  await page.waitForSelector('#bp-dialog');
+  await page.selectOption('#bp-mode', 'logpoint');
+  await page.fill('#bp-capture_expressions', 'len(items)\ntotal * 2');
+  await page.fill('#bp-rate_limit_per_minute', '5');
+  await page.fill('#bp-stack_depth', '8');
+  await page.fill('#bp-max_depth', '4');
+  await page.fill('#bp-max_payload_bytes', '4096');
+  await page.selectOption('#bp-expiry', '3600');
+  await page.check('#bp-enabled');
+  await page.click('#bp-save');
+  await page.waitForSelector('#bp-dialog', { state: 'detached' });
+  const saved = (await apiCall(`/api/breakpoints/${bp.id}`)).body;
+  assert.equal(saved.mode, 'logpoint');
+  assert.deepEqual(saved.capture_expressions, ['len(items)', 'total * 2']);
+  assert.equal(saved.rate_limit_per_minute, 5);
+  assert.equal(saved.stack_depth, 8);
+  assert.equal(saved.max_depth, 4);
+  assert.equal(saved.max_payload_bytes, 4096);
+  assert.equal(saved.enabled, true);
+  assert.ok(Math.abs(new Date(saved.expire_at) - Date.now() - 3600e3) < 120e3, 'expires in an hour');
+  await page.waitForFunction((id) => /logpoint/.test(document.querySelector(`tr[data-breakpoint="${id}"]`)?.textContent || ''), bp.id);
+  await row.locator('[data-delete]').click();
+  await page.click('dialog.confirm button[value="ok"]');
+  await row.waitFor({ state: 'detached' });
+  assert.equal((await apiCall(`/api/breakpoints/${bp.id}`)).status, 404);
+});
+
 test('keyboard: g-shortcuts navigate, ? opens help, sign-out ends the session', async () => {
   await page.goto(`${URL_}/services`);
   await page.waitForSelector('[data-service]');
