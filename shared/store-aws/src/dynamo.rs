@@ -169,6 +169,22 @@ impl DynamoItemStore {
             }
             Err(e) => return Err(store_error("CreateTable", e)),
         }
+        // DynamoDB (unlike DynamoDB Local) takes a few seconds to create a table, and
+        // refuses the TTL setting until then.
+        for _ in 0..120 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| store_error("DescribeTable", e))?;
+            let status = described.table.and_then(|t| t.table_status);
+            if status == Some(aws_sdk_dynamodb::types::TableStatus::Active) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
         self.client
             .update_time_to_live()
             .table_name(&self.table)
