@@ -3,7 +3,7 @@
 //! A function's `main` is one call: [`serve`] reads and validates its configuration from the
 //! environment once, builds the AWS adapters and the core [`Sightline`] once, and serves only
 //! the routes it is given through `lambda_http`. The relay, which is not an HTTP function,
-//! uses [`store_config_from_env`], [`RelaySettings`] and [`fetch_secret`] directly.
+//! builds its publisher with [`edge_publisher_from_env`].
 
 use std::sync::Arc;
 
@@ -214,7 +214,7 @@ pub async fn build_app(stores: &AwsStoreConfig, config: Config) -> Arc<Sightline
     Arc::new(Sightline::new(ports, config))
 }
 
-/// Sets up logging (JSON-free plain lines, which CloudWatch keeps as is).
+/// Sets up logging: plain lines on stderr, which CloudWatch collects and timestamps.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -30,9 +30,7 @@ fn main() -> anyhow::Result<()> {
             times.push(init_time(&listener, &api, &bin)?);
         }
         times.sort();
-        let name = std::path::Path::new(&bin)
-            .file_name()
-            .map_or(bin.clone(), |n| n.to_string_lossy().into_owned());
+        let name = function_name(&bin);
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
         println!(
             "{name:<12} {:>10} {:>10} {:>10}",
@@ -44,10 +42,22 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `target/lambda/poll/bootstrap` → `poll`; otherwise the file name.
+fn function_name(bin: &str) -> String {
+    let path = std::path::Path::new(bin);
+    let file = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    match file.as_deref() {
+        Some("bootstrap") => path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map_or_else(|| "bootstrap".into(), |n| n.to_string_lossy().into_owned()),
+        Some(f) => f.to_owned(),
+        None => bin.to_owned(),
+    }
+}
+
 fn init_time(listener: &TcpListener, api: &str, bin: &str) -> anyhow::Result<Duration> {
-    let name = std::path::Path::new(bin)
-        .file_name()
-        .map_or_else(|| "function".into(), |n| n.to_string_lossy().into_owned());
+    let name = function_name(bin);
     let started = Instant::now();
     let mut child = Command::new(bin)
         .env("AWS_LAMBDA_RUNTIME_API", api)
