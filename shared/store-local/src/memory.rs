@@ -134,7 +134,15 @@ impl ItemStore for MemoryItemStore {
     }
 
     /// Atomic: every condition is checked under the one lock before anything is written.
+    /// Items to put are copied before the lock is taken, so concurrent callers wait less.
     async fn transact(&self, writes: &[Write]) -> StoreResult<Transacted> {
+        let mut puts: Vec<Option<Item>> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Put { item, .. } => Some(item.clone()),
+                Write::Update { .. } => None,
+            })
+            .collect();
         let now = self.now();
         let mut data = self.lock();
         let mut next = Vec::with_capacity(writes.len());
@@ -150,7 +158,9 @@ impl ItemStore for MemoryItemStore {
                 return Ok(Transacted::ConditionFailed(index));
             }
             next.push(match write {
-                Write::Put { item, .. } => (item.clone(), false),
+                Write::Put { item, .. } => {
+                    (puts[index].take().unwrap_or_else(|| item.clone()), false)
+                }
                 Write::Update { ops, .. } => {
                     let mut item = current
                         .cloned()
