@@ -9,7 +9,9 @@
 #   3. a fault test: DynamoDB Local stopped mid-run → 503 with a JSON error, recovery after;
 #   4. the relay test (stream event → signed publish to a verifying receiver).
 #
-#   ./scripts/test-aws-functions.sh
+#   ./scripts/test-aws-functions.sh         the tests above
+#   ./scripts/test-aws-functions.sh perf    release binary sizes (`cargo lambda build --release
+#                                           --compiler cargo`) and cold-start init times
 #
 # Installs what it needs idempotently (.venv/aws-functions: cfn-lint, cargo-lambda; the
 # emulators through scripts/aws-emulators.sh). Starts and always stops its own processes on
@@ -56,6 +58,35 @@ if [[ ! -x "$VENV/bin/cfn-lint" || ! -x "$VENV/bin/cargo-lambda" || "$(cat "$VEN
   printf '%s\n' "$want" > "$VENV/.sightline-tools"
 fi
 export PATH="$VENV/bin:$PATH"
+
+if [[ "${1:-}" == perf ]]; then
+  # A separate target dir: release builds must not wait on (or evict) the shared debug one.
+  log "cargo lambda build --release --compiler cargo (target/lambda-release)"
+  CARGO_TARGET_DIR="$REPO/target/lambda-release" cargo lambda build --release --compiler cargo \
+    --lambda-dir "$REPO/target/lambda" $(printf -- '--bin %s ' "${FUNCTIONS[@]}" relay)
+  cargo build -q -p sightline-aws-functions-tests --bin sightline-cold-start
+  echo "release binary sizes:" | tee "$OUT/perf.txt"
+  for f in "${FUNCTIONS[@]}" relay; do
+    python3 -c 'import os, sys; print(f"  {sys.argv[1]:<8} {os.path.getsize(sys.argv[2]) / 2**20:6.2f} MiB")' \
+      "$f" "$REPO/target/lambda/$f/bootstrap" | tee -a "$OUT/perf.txt"
+  done
+  "$REPO/scripts/aws-emulators.sh" start > "$OUT/emulators.log" 2>&1
+  # shellcheck disable=SC1091
+  source "$SIGHTLINE_AWS_EMULATORS_DIR/env"
+  # The relay reads its secret from SSM at init: moto serves SSM too.
+  "$REPO/.venv/aws/bin/python" - "$SIGHTLINE_TEST_S3_URL" <<'PY'
+import sys, boto3
+boto3.client("ssm", endpoint_url=sys.argv[1]).put_parameter(
+    Name="sightline/publish-secret", Value="cold-start", Type="SecureString", Overwrite=True)
+PY
+  echo "cold-start init (process start to the first /runtime/invocation/next), 21 starts each:" | tee -a "$OUT/perf.txt"
+  SIGHTLINE_TABLE=sightline-perf SIGHTLINE_BUCKET=sightline-perf SIGHTLINE_LOG=warn \
+  SIGHTLINE_EDGE_URL=http://127.0.0.1:9 SIGHTLINE_PUBLISH_SECRET_PARAMETER=sightline/publish-secret \
+  AWS_ENDPOINT_URL_SSM="$SIGHTLINE_TEST_S3_URL" \
+    "$TARGET_DIR/debug/sightline-cold-start" 21 $(printf -- "$REPO/target/lambda/%s/bootstrap " "${FUNCTIONS[@]}" relay) \
+    | tee -a "$OUT/perf.txt"
+  exit 0
+fi
 
 log "cfn-lint template.yaml"
 cfn-lint template.yaml
