@@ -65,10 +65,21 @@ if [[ "${1:-}" == perf ]]; then
   CARGO_TARGET_DIR="$REPO/target/lambda-release" cargo lambda build --release --compiler cargo \
     --lambda-dir "$REPO/target/lambda" $(printf -- '--bin %s ' "${FUNCTIONS[@]}" relay)
   cargo build -q -p sightline-aws-functions-tests --bin sightline-cold-start
-  echo "release binary sizes:" | tee "$OUT/perf.txt"
+  # As built (the release profile keeps line tables), stripped of symbols and debug info,
+  # and as the deployment zip Lambda stores.
+  echo "release binary sizes (MiB): built / stripped / zipped" | tee "$OUT/perf.txt"
   for f in "${FUNCTIONS[@]}" relay; do
-    python3 -c 'import os, sys; print(f"  {sys.argv[1]:<8} {os.path.getsize(sys.argv[2]) / 2**20:6.2f} MiB")' \
-      "$f" "$REPO/target/lambda/$f/bootstrap" | tee -a "$OUT/perf.txt"
+    strip -o "$OUT/$f.stripped" "$REPO/target/lambda/$f/bootstrap"
+    python3 - "$f" "$REPO/target/lambda/$f/bootstrap" "$OUT/$f.stripped" <<'PY' | tee -a "$OUT/perf.txt"
+import io, os, sys, zipfile
+name, built, stripped = sys.argv[1:]
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    z.write(stripped, "bootstrap")
+mib = lambda n: n / 2**20
+print(f"  {name:<8} {mib(os.path.getsize(built)):6.2f} / {mib(os.path.getsize(stripped)):6.2f} / {mib(len(buf.getvalue())):5.2f}")
+PY
+    rm -f "$OUT/$f.stripped"
   done
   "$REPO/scripts/aws-emulators.sh" start > "$OUT/emulators.log" 2>&1
   # shellcheck disable=SC1091
@@ -76,7 +87,7 @@ if [[ "${1:-}" == perf ]]; then
   # The relay reads its secret from SSM at init: moto serves SSM too.
   "$REPO/.venv/aws/bin/python" - "$SIGHTLINE_TEST_S3_URL" <<'PY'
 import sys, boto3
-boto3.client("ssm", endpoint_url=sys.argv[1]).put_parameter(
+boto3.client("ssm", endpoint_url=sys.argv[1], region_name="us-east-1").put_parameter(
     Name="sightline/publish-secret", Value="cold-start", Type="SecureString", Overwrite=True)
 PY
   echo "cold-start init (process start to the first /runtime/invocation/next), 21 starts each:" | tee -a "$OUT/perf.txt"
