@@ -46,14 +46,21 @@ cargo build -p sightline-local
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 DATA="$(mktemp -d)"
 KEY="sl_browser_$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+PID_FILE="$OUT/server.pid"
 SIGHTLINE_BOOTSTRAP_API_KEY="$KEY" SIGHTLINE_LOG=warn \
   "$TARGET_DIR/debug/sightline" --data-dir "$DATA" serve --listen "127.0.0.1:$PORT" --heartbeat-secs 2 \
   > "$OUT/server.log" 2>&1 &
 SERVER=$!
+echo "$SERVER" > "$PID_FILE"
+# The test restarts the server once (same port and data dir) and records the new process
+# in $PID_FILE: stop whichever process is the server now.
 cleanup() {
-  kill "$SERVER" 2>/dev/null || true
+  local pid
+  pid="$(cat "$PID_FILE" 2>/dev/null || echo "$SERVER")"
+  kill "$pid" "$SERVER" 2>/dev/null || true
   wait "$SERVER" 2>/dev/null || true
-  rm -rf "$DATA"
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -rf "$DATA" "$PID_FILE"
 }
 trap cleanup EXIT
 
@@ -67,5 +74,7 @@ grep -q "Dashboard:" "$OUT/server.log" || { echo "test-browser: the server did n
 # --- the tests ----------------------------------------------------------------------------
 cd "$DIR"
 SIGHTLINE_URL="http://127.0.0.1:$PORT" SIGHTLINE_API_KEY="$KEY" SDK_PYTHON="$REPO/.venv/sdk-python/bin/python" OUT_DIR="$OUT" \
+  SIGHTLINE_SERVER_CMD="$TARGET_DIR/debug/sightline --data-dir $DATA serve --listen 127.0.0.1:$PORT --heartbeat-secs 2" \
+  SIGHTLINE_SERVER_PID_FILE="$PID_FILE" \
   node --test --test-concurrency=1 --test-reporter=spec dashboard.test.mjs 2>&1 | tee "$OUT/test.log"
 echo "test-browser: screenshots in $OUT"

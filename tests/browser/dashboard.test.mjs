@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, openSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -280,6 +280,43 @@ test('the kill switch stops captures, live on the Services page', async () => {
   await card.locator('[data-kill]').click();
   await page.click('dialog.confirm button[value="ok"]');
   await page.waitForSelector(`[data-service="${SERVICE}"]:not(.kill-on)`);
+});
+
+/** Stops the server (SIGTERM: it ends every stream) and starts it again on the same port
+ * and data directory; scripts/test-browser.sh stops whichever process the pid file names. */
+async function restartServer() {
+  const pidFile = process.env.SIGHTLINE_SERVER_PID_FILE;
+  const [bin, ...args] = process.env.SIGHTLINE_SERVER_CMD.split(' ');
+  const old = Number(readFileSync(pidFile, 'utf8').trim());
+  process.kill(old, 'SIGTERM');
+  for (let i = 0; i < 100; i += 1) {
+    try { process.kill(old, 0); } catch { break; }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const log = openSync(join(OUT, 'server-restarted.log'), 'a');
+  const child = spawn(bin, args, { env: { ...process.env, SIGHTLINE_BOOTSTRAP_API_KEY: KEY, SIGHTLINE_LOG: 'warn' }, stdio: ['ignore', log, log] });
+  writeFileSync(pidFile, String(child.pid));
+  for (let i = 0; i < 100; i += 1) {
+    if (await fetch(`${URL_}/api/health`).then((r) => r.ok, () => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the server did not come back');
+}
+
+test('the live stream reconnects by itself after a server restart', async () => {
+  await page.goto(`${URL_}/services`);
+  await page.waitForSelector(`[data-service="${SERVICE}"]`);
+  await page.waitForSelector('#live[data-state="live"]');
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await restartServer();
+  await page.waitForSelector('#live[data-state="live"]', { timeout: 30000 });
+  // Events after the reconnect still update the page (the session survived: it is stored).
+  await apiCall(`/api/services/${SERVICE}/kill-switch`, { method: 'POST', body: { enabled: true } });
+  await page.waitForSelector(`[data-service="${SERVICE}"].kill-on`, { timeout: 10000 });
+  await apiCall(`/api/services/${SERVICE}/kill-switch`, { method: 'POST', body: { enabled: false } });
+  await page.waitForSelector(`[data-service="${SERVICE}"]:not(.kill-on)`, { timeout: 10000 });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload');
+  assert.ok(Number(await page.getAttribute('#live', 'data-reconnects')) >= 1, 'the stream was reopened');
 });
 
 test('a trace of 2,000 spans renders virtualised and scrolls', async () => {

@@ -38,7 +38,11 @@ export function connect() {
   source.addEventListener('open', () => {
     retry = 1000;
     setState('live', 'Live');
-    if (everConnected) emit('reconnected', {});
+    if (everConnected) {
+      const el = document.getElementById('live');
+      if (el) el.dataset.reconnects = String(Number(el.dataset.reconnects || 0) + 1);
+      emit('reconnected', {});
+    }
     everConnected = true;
   });
   for (const name of EVENTS) {
