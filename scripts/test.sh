@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # THE test command of Sightline: formatting, lints, the wasm32 check of the core, every Rust
 # test, then the end-to-end tests with the official TraceKit Python SDK and with real
-# OpenTelemetry exporters (Python protobuf, Node JSON) against a real `sightline serve`.
+# OpenTelemetry exporters (Python protobuf, Node JSON) against a real `sightline serve`, the
+# AWS adapters and Lambda functions against DynamoDB Local + moto S3, the edge Worker under
+# Miniflare and wrangler, and the dashboard in headless Chromium.
 #
 #   ./scripts/test.sh              every step, in order (stops at the first failure)
 #   ./scripts/test.sh fmt clippy   only the named steps
 #   KEEP_GOING=1 ./scripts/test.sh every step even after a failure (exit status still non-zero)
 #
-# Steps: fmt clippy wasm test build python-setup python-e2e node-setup otel-e2e
+# Steps: fmt clippy wasm test build python-setup python-e2e node-setup otel-e2e aws-store
+#        aws-functions edge browser
 # Needs: rustup (the toolchain comes from rust-toolchain.toml), python3 (3.11+) with venv/pip,
-# node (20.6+) with npm, and access to the crate, PyPI and npm registries.
+# node (20.6+) with npm, java (17+, for DynamoDB Local), apt-get (Chromium, when missing) and
+# access to the crate, PyPI, npm and Debian registries. Each step's script installs what it
+# needs and skips what is already there.
 # Logs: target/test-output/<step>.log.
 set -euo pipefail
 
@@ -24,7 +29,7 @@ fi
 OUT="$REPO/target/test-output"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 VENV="$REPO/.venv/sdk-python"
-ALL_STEPS=(fmt clippy wasm test build python-setup python-e2e node-setup otel-e2e)
+ALL_STEPS=(fmt clippy wasm test build python-setup python-e2e node-setup otel-e2e aws-store aws-functions edge browser)
 if [[ $# -gt 0 ]]; then STEPS=("$@"); else STEPS=("${ALL_STEPS[@]}"); fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
@@ -104,6 +109,10 @@ for step in "${STEPS[@]}"; do
     python-e2e) run_step python-e2e "Python SDK end-to-end tests (tests/sdk-python)" step_python_e2e ;;
     node-setup) run_step node-setup "scripts/setup-node.sh (npm ci in tests/otel/node)" step_node_setup ;;
     otel-e2e) run_step otel-e2e "OpenTelemetry exporter end-to-end tests (tests/otel)" step_otel_e2e ;;
+    aws-store) run_step aws-store "scripts/test-aws-store.sh (store contract on DynamoDB Local + moto S3)" "$REPO/scripts/test-aws-store.sh" ;;
+    aws-functions) run_step aws-functions "scripts/test-aws-functions.sh (Lambda functions under cargo lambda watch)" "$REPO/scripts/test-aws-functions.sh" ;;
+    edge) run_step edge "scripts/test-edge.sh (Worker build, Miniflare, wrangler dev end to end)" "$REPO/scripts/test-edge.sh" ;;
+    browser) run_step browser "scripts/test-browser.sh (dashboard in headless Chromium)" "$REPO/scripts/test-browser.sh" ;;
     *)
       echo "unknown step '$step' (steps: ${ALL_STEPS[*]})" >&2
       exit 2
