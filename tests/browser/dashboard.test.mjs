@@ -295,6 +295,7 @@ async function restartServer() {
   }
   const log = openSync(join(OUT, 'server-restarted.log'), 'a');
   const child = spawn(bin, args, { env: { ...process.env, SIGHTLINE_BOOTSTRAP_API_KEY: KEY, SIGHTLINE_LOG: 'warn' }, stdio: ['ignore', log, log] });
+  child.unref(); // the script stops it; the test run must not wait for it
   writeFileSync(pidFile, String(child.pid));
   for (let i = 0; i < 100; i += 1) {
     if (await fetch(`${URL_}/api/health`).then((r) => r.ok, () => false)) return;
