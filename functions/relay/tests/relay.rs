@@ -102,7 +102,6 @@ fn stream_event() -> aws_lambda_events::dynamodb::Event {
     let mut counted = bp.clone();
     counted.capture_count = 1;
     let counted = Value::Object(counted.to_attrs());
-    let services = keys::services("proj");
     let records = vec![
         record(1, "INSERT", None, Some(image(&pk, &sk, &attrs))),
         record(
@@ -114,11 +113,11 @@ fn stream_event() -> aws_lambda_events::dynamodb::Event {
         record(
             3,
             "MODIFY",
-            Some(image(&services, "checkout", &json!({"name": "checkout"}))),
+            Some(image(&pk, keys::SERVICE_SETTINGS_SK, &json!({}))),
             Some(image(
-                &services,
-                "checkout",
-                &json!({"name": "checkout", "kill_switch": true}),
+                &pk,
+                keys::SERVICE_SETTINGS_SK,
+                &json!({"kill_switch": true}),
             )),
         ),
         record(

@@ -18,16 +18,22 @@ pub fn project_keys(project: &str) -> String {
     format!("P#{project}#KEYS")
 }
 
-/// A project's services, sk = service name. The item also holds the service's settings
-/// (kill switch, custom PII patterns) and counters, so one read serves a capture.
+/// A project's services, sk = service name: first/last seen and counters, for listing.
+/// It also mirrors the settings (written in the same transaction as
+/// [`SERVICE_SETTINGS_SK`]), so the list needs no read per service.
 pub fn services(project: &str) -> String {
     format!("P#{project}#SERVICES")
 }
 
-/// The partition of one service's breakpoints (`BP#{id}`).
+/// The partition of one service: its breakpoints (`BP#{id}`) and its settings
+/// ([`SERVICE_SETTINGS_SK`]), so one Query answers a poll.
 pub fn service(project: &str, service: &str) -> String {
     format!("P#{project}#S#{service}")
 }
+
+/// Sort key of a service's settings (kill switch, custom PII patterns) in its
+/// [`service`] partition; it cannot start with [`BREAKPOINT_PREFIX`].
+pub const SERVICE_SETTINGS_SK: &str = "SETTINGS";
 
 pub fn breakpoint_sk(id: &str) -> String {
     format!("BP#{id}")

@@ -72,14 +72,18 @@ pub fn item_change_events(old: Option<&Item>, new: Option<&Item>, now_ms: i64) -
             return breakpoint_change(project, old, new, now_ms);
         }
     }
-    if let Some(project) = services_partition_project(&any.pk) {
-        let kill = |i: Option<&Item>| {
-            i.and_then(|i| i.attrs.get("kill_switch"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-        };
-        if kill(old) != kill(new) {
-            return vec![kill_switch_event(project, &any.sk, kill(new))];
+    // The kill switch is announced from the settings item only: its mirror on the
+    // services-list item changes in the same transaction and must not say it twice.
+    if any.sk == keys::SERVICE_SETTINGS_SK {
+        if let Some((project, service)) = service_partition(&any.pk) {
+            let kill = |i: Option<&Item>| {
+                i.and_then(|i| i.attrs.get("kill_switch"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            };
+            if kill(old) != kill(new) {
+                return vec![kill_switch_event(project, service, kill(new))];
+            }
         }
     }
     Vec::new()
@@ -125,14 +129,12 @@ fn sdk_view(e: &ChangeEvent) -> (&str, Value) {
 
 /// `P#{project}#S#{service}` → project.
 fn breakpoint_partition_project(pk: &str) -> Option<&str> {
-    pk.strip_prefix("P#")?
-        .split_once("#S#")
-        .map(|(project, _)| project)
+    service_partition(pk).map(|(project, _)| project)
 }
 
-/// `P#{project}#SERVICES` → project.
-fn services_partition_project(pk: &str) -> Option<&str> {
-    pk.strip_prefix("P#")?.strip_suffix("#SERVICES")
+/// `P#{project}#S#{service}` → (project, service).
+fn service_partition(pk: &str) -> Option<(&str, &str)> {
+    pk.strip_prefix("P#")?.split_once("#S#")
 }
 
 fn change(

@@ -101,23 +101,39 @@ fn a_removed_breakpoint_is_deleted() {
 
 #[test]
 fn kill_switch_changes_and_only_those_are_announced() {
-    let svc = |attrs: serde_json::Value| {
+    let settings = |attrs: serde_json::Value| {
+        Item::new(
+            keys::service("proj", "checkout"),
+            keys::SERVICE_SETTINGS_SK,
+            attrs.as_object().unwrap().clone(),
+        )
+    };
+    let off = settings(json!({"pii_patterns": []}));
+    let on = settings(json!({"kill_switch": true}));
+    let events = item_change_events(Some(&off), Some(&on), NOW);
+    assert_eq!(names_of(&events), [(names::KILL_SWITCH, Audience::All)]);
+    assert_eq!(events[0].data, json!({"enabled": true}));
+    assert_eq!(events[0].service, "checkout");
+    assert_eq!(events[0].project_id, "proj");
+    let events = item_change_events(None, Some(&on), NOW);
+    assert_eq!(names_of(&events), [(names::KILL_SWITCH, Audience::All)]);
+    // Other settings are not a kill switch change.
+    let patterns = settings(json!({"kill_switch": true, "pii_patterns": [{"name": "a"}]}));
+    assert!(item_change_events(Some(&on), Some(&patterns), NOW).is_empty());
+    // The mirror on the services-list item changes in the same transaction: no second
+    // event, and neither from its counters.
+    let listed = |attrs: serde_json::Value| {
         Item::new(
             keys::services("proj"),
             "checkout",
             attrs.as_object().unwrap().clone(),
         )
     };
-    let off = svc(json!({"name": "checkout", "drops_total": 1}));
-    let on = svc(json!({"name": "checkout", "kill_switch": true}));
-    let events = item_change_events(Some(&off), Some(&on), NOW);
-    assert_eq!(names_of(&events), [(names::KILL_SWITCH, Audience::All)]);
-    assert_eq!(events[0].data, json!({"enabled": true}));
-    assert_eq!(events[0].service, "checkout");
-    assert_eq!(events[0].project_id, "proj");
-    // A counter on the service item is not a kill switch change.
-    let counted = svc(json!({"name": "checkout", "drops_total": 2}));
-    assert!(item_change_events(Some(&off), Some(&counted), NOW).is_empty());
+    let listed_off = listed(json!({"name": "checkout", "drops_total": 1}));
+    let listed_on = listed(json!({"name": "checkout", "kill_switch": true}));
+    assert!(item_change_events(Some(&listed_off), Some(&listed_on), NOW).is_empty());
+    let counted = listed(json!({"name": "checkout", "drops_total": 2}));
+    assert!(item_change_events(Some(&listed_off), Some(&counted), NOW).is_empty());
 }
 
 #[test]

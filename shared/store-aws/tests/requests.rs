@@ -153,9 +153,9 @@ async fn requests_per_poll_and_capture() {
         "{state}"
     );
     assert_eq!(
-        poll.get("Query"),
-        Some(&1),
-        "the breakpoints of a poll are one Query: {poll:?}"
+        (total(&poll), poll.get("Query")),
+        (1, Some(&1)),
+        "a poll of a known service is one Query (breakpoints and settings): {poll:?}"
     );
 
     let mut captures = Vec::new();
@@ -185,4 +185,21 @@ async fn requests_per_poll_and_capture() {
         "large payload goes to S3"
     );
     let _: Value = state;
+
+    app.set_kill_switch(&p, "checkout", true)
+        .await
+        .expect("kill switch");
+    show("kill switch on (settings + list mirror)", &counter.take());
+    let killed = app.poll(&p, "checkout", Vec::new()).await.expect("poll");
+    let poll = counter.take();
+    show("poll (known service, kill switch on)", &poll);
+    assert_eq!(killed["kill_switch"], true, "{killed}");
+    assert_eq!(killed["breakpoints"], json!([]), "{killed}");
+    assert_eq!(
+        (total(&poll), poll.get("Query")),
+        (1, Some(&1)),
+        "the kill switch is read by the poll's one Query: {poll:?}"
+    );
+    let services = app.list_services(&p, 60).await.expect("services");
+    assert_eq!(services[0]["kill_switch"], true, "the list mirrors it");
 }

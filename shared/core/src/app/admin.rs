@@ -108,18 +108,12 @@ impl Sightline {
         }
         Scrubber::with_custom(&patterns)
             .map_err(|e| Error::bad_request("invalid_pii_pattern", e.to_string()))?;
-        let now = self.now_ms();
-        let ops = [
-            UpdateOp::set("name", service),
-            UpdateOp::SetIfNotExists("first_seen".into(), now.into()),
-            UpdateOp::Set(
-                "pii_patterns".into(),
-                serde_json::to_value(&patterns).unwrap_or(Value::Null),
-            ),
-        ];
+        let ops = vec![UpdateOp::Set(
+            "pii_patterns".into(),
+            serde_json::to_value(&patterns).unwrap_or(Value::Null),
+        )];
         let item = self
-            .items
-            .update(&keys::services(&p.project_id), service, &ops, None)
+            .write_service_settings(&p.project_id, service, ops)
             .await?;
         self.forget_service_state(&p.project_id, service);
         Ok(service_view(&item))

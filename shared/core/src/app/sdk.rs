@@ -9,7 +9,7 @@ use crate::events::{names, Audience};
 use crate::keys;
 use crate::model::{Breakpoint, CallSite, DropReason, Origin, Principal};
 use crate::pii::{CustomPattern, Scrubber};
-use crate::ports::{Condition, Item, Query, StoreError, UpdateOp};
+use crate::ports::{Condition, Item, Query, StoreError, Transacted, UpdateOp, Write};
 use crate::wire::{validate_service_name, AutoRegisterRequest, CheckinRequest};
 
 /// Re-record a service as seen at most this often per process.
@@ -32,11 +32,32 @@ impl std::ops::Deref for ScrubberRef {
     }
 }
 
-/// Per-service settings kept on the service item.
+/// Per-service settings, kept on the service's settings item ([`keys::SERVICE_SETTINGS_SK`]).
 #[derive(Debug, Clone, Default)]
 pub(super) struct ServiceSettings {
     pub kill_switch: bool,
     pub pii_patterns: Vec<CustomPattern>,
+}
+
+impl ServiceSettings {
+    /// The settings an item holds; defaults when it (or a field) is absent.
+    fn from_item(item: Option<&Item>) -> Self {
+        let Some(i) = item else {
+            return Self::default();
+        };
+        Self {
+            kill_switch: i
+                .attrs
+                .get("kill_switch")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            pii_patterns: i
+                .attrs
+                .get("pii_patterns")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 impl Sightline {
@@ -82,16 +103,21 @@ impl Sightline {
         Ok(state)
     }
 
+    /// Settings and breakpoints come from one Query of the service's partition.
     async fn load_sdk_state(&self, project_id: &str, service: &str) -> Result<Value> {
-        let settings = self.service_settings(project_id, service).await?;
+        let items = self
+            .service_partition_items(project_id, service, None)
+            .await?;
+        let settings =
+            ServiceSettings::from_item(items.iter().find(|i| i.sk == keys::SERVICE_SETTINGS_SK));
         let breakpoints: Vec<Value> = if settings.kill_switch {
             Vec::new()
         } else {
             let now = self.now_ms();
-            let mut active: Vec<Breakpoint> = self
-                .service_breakpoints(project_id, service)
-                .await?
-                .into_iter()
+            let mut active: Vec<Breakpoint> = items
+                .iter()
+                .filter(|i| i.sk.starts_with(keys::BREAKPOINT_PREFIX))
+                .filter_map(Breakpoint::from_item)
                 .filter(|b| b.inactive(now).is_none())
                 .collect();
             active.sort_by_key(|b| std::cmp::Reverse(b.updated_at));
@@ -115,6 +141,18 @@ impl Sightline {
         project_id: &str,
         service: &str,
     ) -> Result<Vec<Item>> {
+        self.service_partition_items(project_id, service, Some(keys::BREAKPOINT_PREFIX))
+            .await
+    }
+
+    /// Every item of a service's partition whose sort key starts with `sk_prefix` (all
+    /// of them, settings included, for `None`).
+    async fn service_partition_items(
+        &self,
+        project_id: &str,
+        service: &str,
+        sk_prefix: Option<&str>,
+    ) -> Result<Vec<Item>> {
         let pk = keys::service(project_id, service);
         let mut out = Vec::new();
         let mut cursor = None;
@@ -124,7 +162,7 @@ impl Sightline {
                 .query(
                     &pk,
                     Query {
-                        sk_prefix: Some(keys::BREAKPOINT_PREFIX.into()),
+                        sk_prefix: sk_prefix.map(str::to_owned),
                         cursor,
                         limit: Some(500),
                         ..Query::default()
@@ -144,21 +182,58 @@ impl Sightline {
         project_id: &str,
         service: &str,
     ) -> Result<ServiceSettings> {
-        let item = self.items.get(&keys::services(project_id), service).await?;
-        Ok(item
-            .map(|i| ServiceSettings {
-                kill_switch: i
-                    .attrs
-                    .get("kill_switch")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                pii_patterns: i
-                    .attrs
-                    .get("pii_patterns")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default(),
-            })
-            .unwrap_or_default())
+        let item = self
+            .items
+            .get(
+                &keys::service(project_id, service),
+                keys::SERVICE_SETTINGS_SK,
+            )
+            .await?;
+        Ok(ServiceSettings::from_item(item.as_ref()))
+    }
+
+    /// Applies `ops` to a service's settings item and mirrors them on its services-list
+    /// item in one transaction, so the two never disagree. Returns the list item.
+    pub(super) async fn write_service_settings(
+        &self,
+        project_id: &str,
+        service: &str,
+        ops: Vec<UpdateOp>,
+    ) -> Result<Item> {
+        let now = self.now_ms();
+        let mut listed = vec![
+            UpdateOp::set("name", service),
+            UpdateOp::SetIfNotExists("first_seen".into(), now.into()),
+        ];
+        listed.extend(ops.iter().cloned());
+        let writes = [
+            Write::Update {
+                pk: keys::service(project_id, service),
+                sk: keys::SERVICE_SETTINGS_SK.into(),
+                ops,
+                condition: None,
+            },
+            Write::Update {
+                pk: keys::services(project_id),
+                sk: service.into(),
+                ops: listed,
+                condition: None,
+            },
+        ];
+        match self.items.transact(&writes).await? {
+            Transacted::Written(mut items) => items.pop().flatten().ok_or_else(|| {
+                Error::new(
+                    crate::ErrorKind::Internal,
+                    "internal",
+                    "the store returned no updated service item",
+                )
+            }),
+            Transacted::ConditionFailed(_) => Err(Error::new(
+                crate::ErrorKind::Internal,
+                "internal",
+                "unconditional settings write reported a failed condition",
+            )),
+        }
     }
 
     /// The scrubber for a service's custom patterns (built-ins only when it has none).
@@ -520,14 +595,11 @@ impl Sightline {
     ) -> Result<Value> {
         validate_service_name(service)?;
         let now = self.now_ms();
-        let ops = [
-            UpdateOp::set("name", service),
-            UpdateOp::SetIfNotExists("first_seen".into(), now.into()),
+        let ops = vec![
             UpdateOp::set("kill_switch", enabled),
             UpdateOp::set("kill_switch_updated_at", now),
         ];
-        self.items
-            .update(&keys::services(&p.project_id), service, &ops, None)
+        self.write_service_settings(&p.project_id, service, ops)
             .await?;
         self.publish_change(crate::stream::kill_switch_event(
             &p.project_id,
