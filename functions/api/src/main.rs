@@ -1,7 +1,9 @@
-//! Lambda function `api`: the admin REST API, and the key lookup the edge routes streams
-//! with (the live event streams themselves are served by the edge).
+//! Lambda function `api`: the admin REST API, the dashboard (pages, sign-in, assets), and
+//! the key lookup the edge routes streams with (the live event streams themselves are served
+//! by the edge).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    sightline_lambda::serve(sightline_http::admin_api_routes()).await
+    let routes = sightline_http::admin_api_routes().merge(sightline_dashboard::routes());
+    sightline_lambda::serve(routes).await
 }
