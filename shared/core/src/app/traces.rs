@@ -111,17 +111,21 @@ impl Sightline {
                     },
                 )
                 .await?;
-            for item in &page.items {
+            for mut item in page.items {
                 if item.sk.starts_with(keys::TRACE_BATCH_PREFIX) {
-                    let batch = match (item.attrs.get("spans"), item.get_str("spans_blob")) {
-                        (Some(Value::Array(a)), _) => a.clone(),
-                        (_, Some(blob)) => match self.blobs.get(blob).await? {
-                            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-                            None => Vec::new(),
-                        },
-                        _ => Vec::new(),
-                    };
-                    spans.extend(batch);
+                    // Moved out of the item, not cloned: a batch can hold thousands of spans.
+                    match item.attrs.remove("spans") {
+                        Some(Value::Array(batch)) => spans.extend(batch),
+                        _ => {
+                            if let Some(blob) = item.get_str("spans_blob") {
+                                if let Some(bytes) = self.blobs.get(blob).await? {
+                                    let batch: Vec<Value> =
+                                        serde_json::from_slice(&bytes).unwrap_or_default();
+                                    spans.extend(batch);
+                                }
+                            }
+                        }
+                    }
                 } else if item.sk.starts_with(keys::TRACE_SNAPSHOT_PREFIX) {
                     snapshots.push(super::capture::snapshot_summary(&item.attrs));
                 } else if item.sk == keys::TRACE_SUMMARY_SK {
@@ -136,7 +140,7 @@ impl Sightline {
         if spans.is_empty() && snapshots.is_empty() {
             return Err(Error::not_found("trace"));
         }
-        spans.sort_by_key(|s| s.get("start_ns").and_then(Value::as_i64).unwrap_or(0));
+        spans.sort_by_cached_key(|s| s.get("start_ns").and_then(Value::as_i64).unwrap_or(0));
         let summary = match list_sk {
             Some(sk) => self
                 .items
