@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use sightline_core::ports::{
-    apply_update, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult, Transacted,
-    UpdateOp, Write,
+    apply_update, cursor, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult,
+    Transacted, UpdateOp, Write,
 };
 
 use crate::error::store_error;
@@ -69,17 +69,6 @@ pub(crate) fn key(pk: &str, sk: &str) -> Attributes {
         (PK_ATTR.to_owned(), AttributeValue::S(pk.to_owned())),
         (SK_ATTR.to_owned(), AttributeValue::S(sk.to_owned())),
     ])
-}
-
-/// Cursors are the hex of the last sort key returned (as in the local adapters): opaque to
-/// clients, and garbage fails to decode.
-fn encode_cursor(sk: &str) -> String {
-    hex::encode(sk.as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> StoreResult<String> {
-    let bytes = hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
-    String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
 }
 
 impl DynamoItemStore {
@@ -399,7 +388,7 @@ impl ItemStore for DynamoItemStore {
             return Err(StoreError::Backend("query limit must be at least 1".into()));
         }
         let prefix = query.sk_prefix.as_deref().filter(|p| !p.is_empty());
-        let mut start = match query.cursor.as_deref().map(decode_cursor).transpose()? {
+        let mut start = match query.cursor.as_deref().map(cursor::decode).transpose()? {
             Some(sk) if prefix.is_some_and(|p| !sk.starts_with(p)) => {
                 return Err(StoreError::InvalidCursor)
             }
@@ -459,7 +448,7 @@ impl ItemStore for DynamoItemStore {
                     continue;
                 }
                 if query.limit.is_some_and(|l| items.len() == l) {
-                    let next = items.last().map(|i| encode_cursor(&i.sk));
+                    let next = items.last().map(|i| cursor::encode(&i.sk));
                     return Ok(Page { items, next });
                 }
                 items.push(item);

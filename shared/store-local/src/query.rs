@@ -3,7 +3,7 @@
 
 use std::ops::{Bound, ControlFlow};
 
-use sightline_core::ports::{Condition, Item, Page, Query, StoreError, StoreResult};
+use sightline_core::ports::{cursor, Condition, Item, Page, Query, StoreError, StoreResult};
 
 /// Sort-key range a query scans, in ascending key terms (the scan direction is separate).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub(crate) fn plan(query: &Query) -> StoreResult<SkRange> {
         return Err(StoreError::Backend("query limit must be at least 1".into()));
     }
     let prefix = query.sk_prefix.as_deref().unwrap_or("");
-    let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let cursor = query.cursor.as_deref().map(cursor::decode).transpose()?;
     if cursor.as_ref().is_some_and(|c| !c.starts_with(prefix)) {
         return Err(StoreError::InvalidCursor);
     }
@@ -90,17 +90,6 @@ fn prefix_end(prefix: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// Cursors are the hex of the last sort key the previous page consumed: opaque to clients,
-/// and any garbage fails to decode.
-fn encode_cursor(sk: &str) -> String {
-    hex::encode(sk.as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> StoreResult<String> {
-    let bytes = hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
-    String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
 }
 
 /// Fills one page from items offered in scan order (already without expired items).
@@ -159,7 +148,7 @@ impl<'a> Pager<'a> {
     pub fn finish(self) -> Page {
         Page {
             items: self.items,
-            next: self.next.as_deref().map(encode_cursor),
+            next: self.next.as_deref().map(cursor::encode),
         }
     }
 }
@@ -180,15 +169,15 @@ mod tests {
     #[test]
     fn cursor_roundtrip_and_garbage() {
         assert_eq!(
-            decode_cursor(&encode_cursor("a#é")).ok().as_deref(),
+            cursor::decode(&cursor::encode("a#é")).ok().as_deref(),
             Some("a#é")
         );
         assert!(matches!(
-            decode_cursor("xyz"),
+            cursor::decode("xyz"),
             Err(StoreError::InvalidCursor)
         ));
         assert!(matches!(
-            decode_cursor("ff"),
+            cursor::decode("ff"),
             Err(StoreError::InvalidCursor)
         ));
     }
@@ -197,7 +186,7 @@ mod tests {
     fn cursor_outside_prefix_is_invalid() {
         let q = Query {
             sk_prefix: Some("a#".into()),
-            cursor: Some(encode_cursor("b#1")),
+            cursor: Some(cursor::encode("b#1")),
             ..Query::default()
         };
         assert!(matches!(plan(&q), Err(StoreError::InvalidCursor)));
