@@ -23,6 +23,10 @@ use sightline_store_local::{
     open_local_store, MemoryBlobStore, MemoryItemStore, RandomIds, SystemClock,
 };
 
+/// The allocator of the `sightline` binary, so in-process figures match what it serves with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Service every benchmark captures for.
 pub const SERVICE: &str = "checkout-api";
 const FILE_PATH: &str = "app/services/checkout.py";

@@ -37,7 +37,7 @@ const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows removed per sweep transaction, so the sweeper never holds the writer for long.
 const SWEEP_CHUNK: usize = 1000;
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Most writes committed together in one transaction.
 const GROUP_MAX: usize = 512;
 /// How often the checkpoint thread copies committed WAL frames into the database.
@@ -59,15 +59,34 @@ struct Done {
     deliver: Box<dyn FnOnce(Result<(), String>) + Send>,
 }
 
+/// Version 2: a rowid table with a unique (pk, sk) index. Version 1 kept the rows in a
+/// `WITHOUT ROWID` table, which copies whole rows (2 KB snapshots) into interior pages and
+/// made every key lookup compare through them; v1 files are moved over on open.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
     pk TEXT NOT NULL,
     sk TEXT NOT NULL,
     attrs TEXT NOT NULL,      -- JSON object
     expires_at INTEGER,       -- Unix seconds; NULL = never
-    PRIMARY KEY (pk, sk)
-) WITHOUT ROWID;
+    UNIQUE (pk, sk)
+);
 CREATE INDEX IF NOT EXISTS items_expires_at ON items (expires_at) WHERE expires_at IS NOT NULL;
+";
+
+/// From version 1: the same rows, in the version 2 table.
+const MIGRATE_FROM_V1: &str = "
+ALTER TABLE items RENAME TO items_v1;
+DROP INDEX IF EXISTS items_expires_at;
+CREATE TABLE items (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    attrs TEXT NOT NULL,
+    expires_at INTEGER,
+    UNIQUE (pk, sk)
+);
+INSERT INTO items (pk, sk, attrs, expires_at)
+    SELECT pk, sk, attrs, expires_at FROM items_v1 ORDER BY pk, sk;
+DROP TABLE items_v1;
 ";
 
 /// `ItemStore` backed by a single SQLite database file.
@@ -150,8 +169,8 @@ impl SqliteItemStore {
                 .write(|conn, now| {
                     let mut stmt = conn
                         .prepare_cached(
-                            "DELETE FROM items WHERE (pk, sk) IN \
-                             (SELECT pk, sk FROM items WHERE expires_at <= ?1 LIMIT ?2)",
+                            "DELETE FROM items WHERE rowid IN \
+                             (SELECT rowid FROM items WHERE expires_at <= ?1 LIMIT ?2)",
                         )
                         .db()?;
                     stmt.execute(rusqlite::params![now, SWEEP_CHUNK as i64])
@@ -349,9 +368,17 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
             "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
         )));
     }
-    conn.execute_batch(SCHEMA).db()?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .db()
+    let steps = if version == 1 {
+        tracing::info!("moving the store to schema version {SCHEMA_VERSION}");
+        format!("{MIGRATE_FROM_V1}{SCHEMA}")
+    } else {
+        SCHEMA.to_owned()
+    };
+    // One transaction: a crash mid-way leaves the version 1 file as it was.
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;{steps}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
+    ))
+    .db()
 }
 
 /// Maps rusqlite errors onto the port's error: lock contention that outlived the busy
