@@ -242,6 +242,8 @@ pub enum Transacted {
     ConditionFailed(usize),
 }
 
+pub mod paging;
+
 /// Page cursors of [`ItemStore::query`]: the hex of the last sort key a page consumed.
 /// Opaque to clients, identical on every adapter, and garbage fails to decode.
 pub mod cursor {

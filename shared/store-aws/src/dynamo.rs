@@ -20,9 +20,10 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
+use sightline_core::ports::paging::{self, Pager};
 use sightline_core::ports::{
-    apply_update, cursor, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult,
-    Transacted, UpdateOp, Write,
+    apply_update, Condition, Item, ItemStore, Page, Query, StoreError, StoreResult, Transacted,
+    UpdateOp, Write,
 };
 
 use crate::error::store_error;
@@ -36,9 +37,6 @@ pub const PK_ATTR: &str = "pk";
 pub const SK_ATTR: &str = "sk";
 /// TTL attribute (N, Unix seconds), the table's `TimeToLiveSpecification`.
 pub const TTL_ATTR: &str = "ttl";
-
-/// Items read per `Query` request when a filter may skip many of them.
-const FILTERED_BATCH: usize = 100;
 
 /// How often an update of an expired item retries when another writer keeps changing it.
 const EXPIRED_REPLACE_ATTEMPTS: usize = 5;
@@ -384,19 +382,10 @@ impl ItemStore for DynamoItemStore {
     }
 
     async fn query(&self, pk: &str, query: Query) -> StoreResult<Page> {
-        if query.limit == Some(0) {
-            return Err(StoreError::Backend("query limit must be at least 1".into()));
-        }
         let prefix = query.sk_prefix.as_deref().filter(|p| !p.is_empty());
-        let mut start = match query.cursor.as_deref().map(cursor::decode).transpose()? {
-            Some(sk) if prefix.is_some_and(|p| !sk.starts_with(p)) => {
-                return Err(StoreError::InvalidCursor)
-            }
-            Some(sk) => Some(key(pk, &sk)),
-            None => None,
-        };
+        let mut start = paging::start_after(&query)?.map(|sk| key(pk, &sk));
         let now = now_secs();
-        let mut items: Vec<Item> = Vec::new();
+        let mut pager = Pager::new(&query);
         loop {
             let mut e = Expr::default();
             let pk_name = e.pk();
@@ -410,18 +399,10 @@ impl ItemStore for DynamoItemStore {
                 None => format!("{pk_name} = {pk_value}"),
             };
             let (names, values) = e.take();
-            // One more than still needed: it tells whether a next page exists. With a
-            // filter, DynamoDB's limit counts items before filtering, so read in larger
-            // batches to avoid one round trip per few matches.
-            let want = query.limit.map(|l| {
-                let needed = l + 1 - items.len();
-                let batch = if query.filter.is_some() {
-                    needed.max(FILTERED_BATCH)
-                } else {
-                    needed
-                };
-                i32::try_from(batch).unwrap_or(i32::MAX)
-            });
+            // DynamoDB's limit counts items before the filter and expiry are applied.
+            let want = query
+                .limit
+                .map(|_| i32::try_from(pager.batch_hint()).unwrap_or(i32::MAX));
             let out = self
                 .client
                 .query()
@@ -437,25 +418,15 @@ impl ItemStore for DynamoItemStore {
                 .await
                 .map_err(|e| store_error("Query", e))?;
             for stored in out.items.unwrap_or_default() {
-                let Some(item) = live(&stored, now)? else {
-                    continue;
-                };
-                if query
-                    .filter
-                    .as_ref()
-                    .is_some_and(|f| !f.matches(Some(&item)))
-                {
-                    continue;
+                if let Some(item) = live(&stored, now)? {
+                    if pager.offer(item).is_break() {
+                        return Ok(pager.finish());
+                    }
                 }
-                if query.limit.is_some_and(|l| items.len() == l) {
-                    let next = items.last().map(|i| cursor::encode(&i.sk));
-                    return Ok(Page { items, next });
-                }
-                items.push(item);
             }
             match out.last_evaluated_key {
                 Some(k) => start = Some(k),
-                None => return Ok(Page { items, next: None }),
+                None => return Ok(pager.finish()),
             }
         }
     }

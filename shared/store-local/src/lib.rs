@@ -3,7 +3,6 @@
 
 mod fs_blob;
 mod memory;
-mod query;
 mod sqlite;
 
 use std::path::Path;

@@ -11,8 +11,8 @@ use sightline_core::ports::{
     StoreResult, Transacted, UpdateOp, Write,
 };
 
-use crate::query::{plan, Pager};
 use crate::{now_secs, SystemClock};
+use sightline_core::ports::paging::{plan, Pager};
 
 /// Partition key -> sort key -> item. Expired items stay until swept but are never visible.
 type Partitions = BTreeMap<String, BTreeMap<String, Item>>;

@@ -29,7 +29,7 @@ use sightline_core::ports::{
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use crate::now_secs;
-use crate::query::{plan, Pager, SkRange};
+use sightline_core::ports::paging::{plan, Pager, SkRange};
 
 /// Readers are cheap in WAL mode; a few let queries overlap without waiting on each other.
 const READERS: usize = 4;

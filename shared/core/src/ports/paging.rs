@@ -1,13 +1,16 @@
-//! Query plumbing shared by the memory and SQLite item stores: sort-key ranges, cursors and
-//! filling pages, so both adapters page identically.
+//! How every adapter answers [`ItemStore::query`]: which sort keys to scan (prefix and
+//! cursor applied) and how a page is filled from items offered in scan order, so all of
+//! them page identically.
+//!
+//! [`ItemStore::query`]: super::ItemStore::query
 
 use std::ops::{Bound, ControlFlow};
 
-use sightline_core::ports::{cursor, Condition, Item, Page, Query, StoreError, StoreResult};
+use super::{cursor, Condition, Item, Page, Query, StoreError, StoreResult};
 
 /// Sort-key range a query scans, in ascending key terms (the scan direction is separate).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SkRange {
+pub struct SkRange {
     pub lower: Bound<String>,
     pub upper: Bound<String>,
 }
@@ -45,8 +48,8 @@ fn bound_ref(b: &Bound<String>) -> Bound<&str> {
     }
 }
 
-/// Validates the query and returns the range still to scan (prefix and cursor applied).
-pub(crate) fn plan(query: &Query) -> StoreResult<SkRange> {
+/// Validates the query and returns the sort key its cursor continues after, if any.
+pub fn start_after(query: &Query) -> StoreResult<Option<String>> {
     if query.limit == Some(0) {
         // DynamoDB rejects Limit=0 too; an empty page could not carry a useful cursor.
         return Err(StoreError::Backend("query limit must be at least 1".into()));
@@ -56,6 +59,13 @@ pub(crate) fn plan(query: &Query) -> StoreResult<SkRange> {
     if cursor.as_ref().is_some_and(|c| !c.starts_with(prefix)) {
         return Err(StoreError::InvalidCursor);
     }
+    Ok(cursor)
+}
+
+/// Validates the query and returns the range still to scan (prefix and cursor applied).
+pub fn plan(query: &Query) -> StoreResult<SkRange> {
+    let cursor = start_after(query)?;
+    let prefix = query.sk_prefix.as_deref().unwrap_or("");
     let prefix_lower = if prefix.is_empty() {
         Bound::Unbounded
     } else {
@@ -97,7 +107,7 @@ fn prefix_end(prefix: &str) -> Option<String> {
 /// Once the page is full it keeps consuming non-matching items until it sees the next
 /// matching one, so `next` is `None` exactly when nothing more would match, and the cursor
 /// skips the non-matching items already scanned.
-pub(crate) struct Pager<'a> {
+pub struct Pager<'a> {
     limit: Option<usize>,
     filter: Option<&'a Condition>,
     items: Vec<Item>,
