@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The Lambda functions, proven locally: cfn-lint on template.yaml, then the six functions
-# under `cargo lambda watch` on loopback against DynamoDB Local + moto's S3, behind a local
-# stand-in for the HTTP API (tests/aws-functions), running
-#   1. the HTTP conformance tests (functions/local/tests/conformance.rs), unchanged: only the
-#      base URL differs; the tests that need the origin's own SSE stream or a process restart
-#      are skipped with their reason (in AWS the edge serves SSE);
-#   2. the official TraceKit Python SDK scenarios that do not wait for SSE (tests/sdk-python);
+# The AWS build, proven locally in its production topology: cfn-lint on template.yaml, then
+#   SDK/test → edge Worker (`wrangler dev --local`, functions/edge) → stand-in for the HTTP API
+#   (tests/aws-functions) → the functions under `cargo lambda watch` → DynamoDB Local (stream
+#   NEW_AND_OLD_IMAGES) + moto's S3; and DynamoDB Local's stream → the relay's trigger
+#   (tests/aws-functions/stream_trigger.py, the event source mapping of template.yaml) →
+#   relay function → the edge's signed publish endpoint → SSE to SDKs and dashboards.
+# With the edge as base URL it runs
+#   1. every HTTP conformance test (functions/local/tests/conformance.rs), unchanged: only the
+#      base URL differs; SSE comes from the edge, and the restart test stops the functions and
+#      the edge (SIGTERM, with a stream open) and starts them again over the same storage;
+#   2. every official TraceKit Python SDK scenario (tests/sdk-python);
 #   3. a fault test: DynamoDB Local stopped mid-run → 503 with a JSON error, recovery after;
 #   4. the relay test (stream event → signed publish to a verifying receiver).
 #
@@ -14,8 +18,10 @@
 #                                           --compiler cargo`) and cold-start init times
 #
 # Installs what it needs idempotently (.venv/aws-functions: cfn-lint, cargo-lambda; the
-# emulators through scripts/aws-emulators.sh). Starts and always stops its own processes on
-# free loopback ports. Logs: target/test-output/aws-functions/.
+# emulators through scripts/aws-emulators.sh; the Worker through scripts/build-edge.sh and
+# tests/edge's npm packages). Starts and always stops its own processes on free loopback
+# ports (tests/aws-functions/stack.sh). Logs: target/test-output/aws-functions/ (the
+# topology's under stack/).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,11 +42,14 @@ log() { echo "test-aws-functions: $*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 PIDS=()
+export SIGHTLINE_STACK_DIR="$OUT/stack"
+STACK="$REPO/tests/aws-functions/stack.sh"
 cleanup() {
   local status=$?
   for pid in "${PIDS[@]}"; do
     kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
   done
+  [[ -f "$SIGHTLINE_STACK_DIR/stack.env" ]] && "$STACK" stop >/dev/null 2>&1 || true
   "$REPO/scripts/aws-emulators.sh" stop >/dev/null 2>&1 || true
   if [[ $status -eq 0 ]]; then log "all passed"; else log "FAILED (logs: $OUT)"; fi
   exit "$status"
@@ -107,8 +116,17 @@ log "building the functions, the local router and the conformance tests"
 cargo build -q $(printf -- '-p sightline-fn-%s ' "${FUNCTIONS[@]}") -p sightline-fn-relay -p sightline-aws-functions-tests
 cargo test -q -p sightline-local --test conformance --no-run 2>&1 | tail -n 2
 BIN="$TARGET_DIR/debug"
+log "building the edge Worker (scripts/build-edge.sh)"
+"$REPO/scripts/build-edge.sh" > "$OUT/edge-build.log" 2>&1 || { tail -n 50 "$OUT/edge-build.log"; exit 1; }
+if [[ ! -x "$REPO/tests/edge/node_modules/.bin/wrangler" ]]; then
+  (cd "$REPO/tests/edge" && npm ci --no-audit --no-fund) > "$OUT/npm.log" 2>&1 || { tail -n 50 "$OUT/npm.log"; exit 1; }
+fi
 
-# --- emulators, table, bucket -------------------------------------------------------------
+# --- emulators, table, bucket, publish secret ----------------------------------------------
+# Everything of this run lives in the stack dir (the perf run keeps its own emulators).
+rm -rf "$SIGHTLINE_STACK_DIR"
+mkdir -p "$SIGHTLINE_STACK_DIR"
+export SIGHTLINE_AWS_EMULATORS_DIR="$SIGHTLINE_STACK_DIR/emulators"
 "$REPO/scripts/aws-emulators.sh" start > "$OUT/emulators.log" 2>&1
 # shellcheck disable=SC1091
 source "$SIGHTLINE_AWS_EMULATORS_DIR/env"
@@ -116,75 +134,73 @@ export SIGHTLINE_TABLE=sightline-fn-test SIGHTLINE_BUCKET=sightline-fn-test
 export SIGHTLINE_DYNAMODB_ENDPOINT="$SIGHTLINE_TEST_DYNAMODB_URL" SIGHTLINE_S3_ENDPOINT="$SIGHTLINE_TEST_S3_URL"
 export SIGHTLINE_LOG=warn
 "$BIN/sightline-admin" init-storage
+# The relay reads the publish secret from SSM at init, as deployed: moto serves SSM too.
+PUBLISH_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+export SIGHTLINE_EDGE_URL SIGHTLINE_PUBLISH_SECRET_PARAMETER=sightline/publish-secret
+export AWS_ENDPOINT_URL_SSM="$SIGHTLINE_TEST_S3_URL"
+"$REPO/.venv/aws/bin/python" - "$SIGHTLINE_TEST_S3_URL" "$PUBLISH_SECRET" <<'PY'
+import sys, boto3
+boto3.client("ssm", endpoint_url=sys.argv[1], region_name="us-east-1").put_parameter(
+    Name="sightline/publish-secret", Value=sys.argv[2], Type="SecureString", Overwrite=True)
+PY
 
-# --- functions and router -------------------------------------------------------------------
-ENV_FILE="$OUT/functions.env"
+# --- the topology ---------------------------------------------------------------------------
+INVOKE_PORT="$(free_port)"
+ROUTER_PORT="$(free_port)"
+EDGE_PORT="$(free_port)"
+EDGE="http://127.0.0.1:$EDGE_PORT"
+SIGHTLINE_EDGE_URL="$EDGE"
+ENV_FILE="$SIGHTLINE_STACK_DIR/functions.env"
 {
   for v in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION SIGHTLINE_TABLE SIGHTLINE_BUCKET \
-           SIGHTLINE_DYNAMODB_ENDPOINT SIGHTLINE_S3_ENDPOINT SIGHTLINE_LOG; do
+           SIGHTLINE_DYNAMODB_ENDPOINT SIGHTLINE_S3_ENDPOINT SIGHTLINE_LOG SIGHTLINE_EDGE_URL \
+           SIGHTLINE_PUBLISH_SECRET_PARAMETER AWS_ENDPOINT_URL_SSM; do
     echo "$v=${!v}"
   done
 } > "$ENV_FILE"
-INVOKE_PORT="$(free_port)"
-ROUTER_PORT="$(free_port)"
-log "cargo lambda watch on 127.0.0.1:$INVOKE_PORT"
-setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" \
-  --env-file "$ENV_FILE" --ignore-changes > "$OUT/cargo-lambda-watch.log" 2>&1 &
-PIDS+=($!)
-setsid "$BIN/sightline-local-router" "127.0.0.1:$ROUTER_PORT" "http://127.0.0.1:$INVOKE_PORT" \
-  > "$OUT/router.log" 2>&1 &
-PIDS+=($!)
-BASE="http://127.0.0.1:$ROUTER_PORT"
-
-# Waits until every function answers (the first invocation of each starts its process).
-warm() {
-  local path
-  for path in /api/health /sdk/snapshots/active/warmup /sdk/snapshots/checkin \
-              /sdk/snapshots/capture /v1/metrics; do
-    for _ in $(seq 1 300); do
-      code="$(curl -s --max-time 20 -o /dev/null -w '%{http_code}' -X POST "$BASE$path" -d '{}' || true)"
-      [[ "$code" =~ ^[1-4] ]] && continue 2
-      sleep 0.5
-    done
-    log "function behind $path never answered (last status $code)"; tail -n 40 "$OUT/cargo-lambda-watch.log"; exit 1
+{
+  for v in REPO BIN ENV_FILE INVOKE_PORT ROUTER_PORT EDGE_PORT PUBLISH_SECRET; do
+    printf '%s=%q\n' "$v" "${!v}"
   done
-}
-warm
-log "functions are up behind $BASE"
+  printf 'WRANGLER=%q\n' "$REPO/tests/edge/node_modules/.bin/wrangler"
+  printf 'TRIGGER_PYTHON=%q\n' "$REPO/.venv/aws/bin/python"
+  printf 'DYNAMODB_URL=%q\nTABLE=%q\n' "$SIGHTLINE_TEST_DYNAMODB_URL" "$SIGHTLINE_TABLE"
+  # The conformance tests expect a heartbeat within 3 s (the local server's 1 s in tests).
+  echo "HEARTBEAT_SECS=1"
+  for v in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION; do printf 'export %s=%q\n' "$v" "${!v}"; done
+  echo 'export AWS_DEFAULT_REGION=$AWS_REGION'
+} > "$SIGHTLINE_STACK_DIR/stack.env"
+log "starting the topology (logs: $SIGHTLINE_STACK_DIR)"
+"$STACK" start
+log "edge $EDGE → router 127.0.0.1:$ROUTER_PORT → cargo lambda watch 127.0.0.1:$INVOKE_PORT; stream → relay → edge"
 
 # --- 1. conformance -------------------------------------------------------------------------
 RUST_KEY="$(sed -n 's/^pub const KEY: &str = "\(.*\)";$/\1/p' functions/local/tests/common/mod.rs)"
-SKIPS=(
-  "item6_sse_stream_delivers_init_changes_and_heartbeats|the origin has no SSE stream in AWS: the edge serves it"
-  "item6_sse_requires_a_key|the origin has no SSE stream in AWS: the edge serves it"
-  "item9_kill_switch_stops_everything|reads the kill switch event from the origin's SSE stream (the edge's in AWS)"
-  "data_survives_restart_and_sigterm_is_graceful|restarts the local server process"
-)
-skip_args=()
-for s in "${SKIPS[@]}"; do
-  log "skipped: ${s%%|*}: ${s#*|}"
-  skip_args+=(--skip "${s%%|*}")
-done
-log "conformance tests against $BASE"
-SIGHTLINE_TEST_BASE_URL="$BASE" SIGHTLINE_TEST_API_KEY="$RUST_KEY" \
+log "conformance tests against the edge ($EDGE)"
+t0=$SECONDS
+SIGHTLINE_TEST_BASE_URL="$EDGE" SIGHTLINE_TEST_API_KEY="$RUST_KEY" \
 SIGHTLINE_TEST_RESET="$BIN/sightline-test-reset" SIGHTLINE_TEST_CLI="$BIN/sightline-admin" \
-  cargo test -q -p sightline-local --test conformance -- --test-threads=1 "${skip_args[@]}" 2>&1 \
+SIGHTLINE_TEST_STOP="$STACK stop functions edge" SIGHTLINE_TEST_START="$STACK start edge functions" \
+  cargo test -q -p sightline-local --test conformance -- --test-threads=1 2>&1 \
   | tee "$OUT/conformance.log" | grep -E '^(test |test result|failures|---- )' || true
 grep -q '^test result: ok' "$OUT/conformance.log" || { log "conformance tests failed"; exit 1; }
+log "conformance: $(grep '^test result' "$OUT/conformance.log") ($((SECONDS - t0)) s)"
 
 # --- 2. official Python SDK -----------------------------------------------------------------
 "$REPO/scripts/setup-python.sh" > "$OUT/python-setup.log" 2>&1
 PY_KEY="$("$PY_VENV/bin/python" -c 'import sys; sys.path.insert(0, "tests/sdk-python"); import harness; print(harness.API_KEY)')"
 SIGHTLINE_TEST_API_KEY="$PY_KEY" "$BIN/sightline-test-reset"
-log "skipped: Python SDK scenarios c-g: they wait for the SDK's SSE stream (served by the edge in AWS)"
-SIGHTLINE_TEST_BASE_URL="$BASE" SIGHTLINE_TEST_API_KEY="$PY_KEY" SIGHTLINE_TEST_OUTPUT="$OUT/sdk-python" \
-  "$PY_VENV/bin/python" -m unittest discover -v -k test_a_ -k test_b_ \
+log "Python SDK scenarios against the edge ($EDGE)"
+t0=$SECONDS
+SIGHTLINE_TEST_BASE_URL="$EDGE" SIGHTLINE_TEST_API_KEY="$PY_KEY" SIGHTLINE_TEST_OUTPUT="$OUT/sdk-python" \
+  "$PY_VENV/bin/python" -m unittest discover -v \
   -s "$REPO/tests/sdk-python" -t "$REPO/tests/sdk-python" 2>&1 | tee "$OUT/sdk-python.log"
+log "Python SDK: $(grep -E '^(OK|FAILED|Ran )' "$OUT/sdk-python.log" | tr '\n' ' ')($((SECONDS - t0)) s)"
 
 # --- 3. faults ------------------------------------------------------------------------------
 log "fault test: DynamoDB Local stopped mid-run"
 SIGHTLINE_TEST_API_KEY="$RUST_KEY" "$BIN/sightline-test-reset"
-SIGHTLINE_TEST_BASE_URL="$BASE" SIGHTLINE_TEST_API_KEY="$RUST_KEY" \
+SIGHTLINE_TEST_BASE_URL="$EDGE" SIGHTLINE_TEST_API_KEY="$RUST_KEY" \
 SIGHTLINE_TEST_DYNAMODB_STOP="$REPO/scripts/aws-emulators.sh stop-dynamodb" \
 SIGHTLINE_TEST_DYNAMODB_START="$REPO/scripts/aws-emulators.sh start-dynamodb" \
   cargo test -q -p sightline-aws-functions-tests --test faults -- --nocapture 2>&1 | tee "$OUT/faults.log"

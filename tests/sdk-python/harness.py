@@ -228,8 +228,23 @@ class Server:
         return None
 
     def connected_sdks(self, name):
-        s = self.service(name)
-        return (s or {}).get("connected_sdks", 0)
+        """SDK streams open for the service, read the way the dashboard learns them: the
+        ``sdk_counts`` of its event stream's ``init`` (behind the edge, only the edge knows
+        its streams; the origin's ``GET /api/services`` cannot)."""
+        req = urllib.request.Request(self.base + "/api/events", headers={"X-API-Key": API_KEY, "Accept": "text/event-stream"})
+        event, data = None, []
+        with self.opener.open(req, timeout=10) as resp:
+            for raw in resp:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line and event == "init":
+                    return (json.loads("\n".join(data)).get("sdk_counts") or {}).get(name, 0)
+                elif not line:
+                    event, data = None, []
+        return 0
 
     def drops(self, name):
         return (self.service(name) or {}).get("drops") or {}

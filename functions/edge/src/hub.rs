@@ -12,7 +12,8 @@
 //! dashboard hub, which sends it to dashboards as `sdk_count`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -122,8 +123,11 @@ struct Client {
     waiting_since: Option<u64>,
     /// False until `init` is sent; events meanwhile wait in `pending`.
     ready: bool,
-    /// Frames published before `init` went out, each with whether it ends the stream.
-    pending: Vec<(Rc<str>, bool)>,
+    /// Frames published before `init` went out, each with whether it ends the stream and
+    /// the event it carries.
+    pending: Vec<(Rc<str>, bool, Rc<ChangeEvent>)>,
+    /// What this stream was last told, so an event that repeats it is not sent again.
+    shown: Shown,
     since_ms: f64,
 }
 
@@ -289,6 +293,7 @@ impl StreamHub {
             waiting_since: None,
             ready,
             pending: Vec::new(),
+            shown: Shown::default(),
             since_ms: Date::now().as_millis() as f64,
         });
         (id, rx)
@@ -334,9 +339,13 @@ impl StreamHub {
             if let Some(pos) = inner.clients.iter().position(|c| c.id == id) {
                 let c = &mut inner.clients[pos];
                 let mut open = c.send(&sse_frame(names::INIT, &init)) && !killed;
-                for (frame, closes) in std::mem::take(&mut c.pending) {
+                c.shown = Shown::from_init(&init);
+                for (frame, closes, ev) in std::mem::take(&mut c.pending) {
                     if !open {
                         break;
+                    }
+                    if c.shown.repeats(&ev.event, &ev.data) {
+                        continue;
                     }
                     open = c.send(&frame) && !closes;
                 }
@@ -424,13 +433,17 @@ impl StreamHub {
         let mut inner = self.inner.borrow_mut();
         for ev in events.iter().filter(|e| e.audience == Audience::All) {
             let frame: Rc<str> = sse_frame(&ev.event, &ev.data).into();
+            let event = Rc::new(ev.clone());
             // Mirrors the local hub: a kill switch turned on ends every SDK stream after the
             // event, and SDKs fall back to polling.
             let closes = ev.event == names::KILL_SWITCH
                 && ev.data.get("enabled").and_then(Value::as_bool) == Some(true);
             inner.clients.retain_mut(|c| {
                 if !c.ready {
-                    c.pending.push((frame.clone(), closes));
+                    c.pending.push((frame.clone(), closes, event.clone()));
+                    return true;
+                }
+                if c.shown.repeats(&ev.event, &ev.data) {
                     return true;
                 }
                 c.send(&frame) && !closes
@@ -547,6 +560,85 @@ impl StreamHub {
     }
 }
 
+/// What one SDK stream was last told: a fingerprint of each breakpoint it holds and the kill
+/// switch. Changes reach the edge asynchronously (in AWS through the table's stream), so an
+/// event committed just before a stream's `init` was read can arrive after it, carrying
+/// what `init` already said; such an event, or any that repeats the stream's last word on
+/// a breakpoint, is not sent again. An event that changes anything is always sent.
+#[derive(Default)]
+struct Shown {
+    breakpoints: HashMap<String, u64>,
+    kill_switch: bool,
+}
+
+impl Shown {
+    fn from_init(init: &Value) -> Self {
+        let breakpoints = init
+            .get("breakpoints")
+            .and_then(Value::as_array)
+            .map(|bps| {
+                bps.iter()
+                    .filter_map(|bp| Some((bp.get("id")?.as_str()?.to_owned(), fingerprint(bp))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            breakpoints,
+            kill_switch: init.get("kill_switch").and_then(Value::as_bool) == Some(true),
+        }
+    }
+
+    /// True when `event` tells nothing new; otherwise records it as shown.
+    fn repeats(&mut self, event: &str, data: &Value) -> bool {
+        match event {
+            names::BREAKPOINT_CREATED | names::BREAKPOINT_UPDATED => {
+                let Some(id) = data.get("id").and_then(Value::as_str) else {
+                    return false;
+                };
+                let print = fingerprint(data);
+                self.breakpoints.insert(id.to_owned(), print) == Some(print)
+            }
+            names::BREAKPOINT_DELETED => {
+                if let Some(id) = data.get("id").and_then(Value::as_str) {
+                    self.breakpoints.remove(id);
+                }
+                false
+            }
+            names::KILL_SWITCH => {
+                let enabled = data.get("enabled").and_then(Value::as_bool) == Some(true);
+                std::mem::replace(&mut self.kill_switch, enabled) == enabled
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A hash of a JSON value that ignores the order of object keys.
+fn fingerprint(v: &Value) -> u64 {
+    fn feed(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                h.write_u8(b'{');
+                for k in keys {
+                    k.hash(h);
+                    feed(&m[k.as_str()], h);
+                }
+            }
+            Value::Array(a) => {
+                h.write_u8(b'[');
+                h.write_usize(a.len());
+                a.iter().for_each(|x| feed(x, h));
+            }
+            other => other.to_string().hash(h),
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    feed(v, &mut h);
+    h.finish()
+}
+
 /// The body of one stream: its frames, counted as the runtime takes them.
 type FrameStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>>>>>;
 
@@ -556,4 +648,28 @@ fn sse_response(rx: FrameStream) -> Result<Response> {
     headers.set("cache-control", "no-cache")?;
     headers.set("x-accel-buffering", "no")?;
     Ok(Response::from_stream(rx)?.with_headers(headers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_init_already_shows_is_not_sent_again() {
+        let bp = json!({"id": "b1", "condition": "x > 1", "enabled": true});
+        let mut shown = Shown::from_init(&json!({"breakpoints": [bp], "kill_switch": false}));
+        // The same breakpoint, keys in another order: nothing new.
+        let reordered = json!({"enabled": true, "condition": "x > 1", "id": "b1"});
+        assert!(shown.repeats(names::BREAKPOINT_CREATED, &reordered));
+        assert!(shown.repeats(names::BREAKPOINT_UPDATED, &reordered));
+        let changed = json!({"id": "b1", "condition": "x > 2", "enabled": true});
+        assert!(!shown.repeats(names::BREAKPOINT_UPDATED, &changed));
+        assert!(shown.repeats(names::BREAKPOINT_UPDATED, &changed));
+        // A deletion is always sent, and a later re-creation is news again.
+        assert!(!shown.repeats(names::BREAKPOINT_DELETED, &json!({"id": "b1"})));
+        assert!(!shown.repeats(names::BREAKPOINT_CREATED, &changed));
+        assert!(shown.repeats(names::KILL_SWITCH, &json!({"enabled": false})));
+        assert!(!shown.repeats(names::KILL_SWITCH, &json!({"enabled": true})));
+        assert!(!shown.repeats("other", &json!({})));
+    }
 }

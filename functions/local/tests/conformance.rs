@@ -823,9 +823,7 @@ async fn data_survives_restart_and_sigterm_is_graceful() {
         s.terminate(),
         "clean exit on SIGTERM even with an open stream"
     );
-    let dir = std::mem::replace(&mut s.data_dir, tempfile::tempdir().unwrap());
-    drop(s);
-    let s = Server::start_in(dir);
+    let s = s.restart();
     let (status, snap) = s
         .get(&format!(
             "/api/snapshots/{}",

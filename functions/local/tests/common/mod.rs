@@ -6,7 +6,9 @@
 //! (this harness's [`KEY`]), `SIGHTLINE_TEST_RESET` is a shell command run before each test
 //! to give it an empty deployment, and `SIGHTLINE_TEST_CLI` the command that takes the
 //! place of `sightline` for `keys ...`. Tests then share the deployment: run them with
-//! `--test-threads=1`.
+//! `--test-threads=1`. `SIGHTLINE_TEST_STOP` and `SIGHTLINE_TEST_START` are the shell
+//! commands that stop the deployment's processes (SIGTERM, succeeding only on a graceful
+//! exit) and start them again over the same storage, for the restart test.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -208,11 +210,11 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    /// Against an external deployment, runs `$SIGHTLINE_TEST_STOP`.
     pub fn terminate(&mut self) -> bool {
-        let child = self
-            .child
-            .as_mut()
-            .expect("an external deployment cannot be restarted by a test");
+        let Some(child) = self.child.as_mut() else {
+            return run_external("SIGHTLINE_TEST_STOP");
+        };
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
@@ -224,6 +226,34 @@ impl Server {
         }
         false
     }
+}
+
+impl Server {
+    /// Starts the server again over the same data after [`Server::terminate`]. Against an
+    /// external deployment, runs `$SIGHTLINE_TEST_START` (no reset: the data must be there).
+    pub fn restart(mut self) -> Self {
+        if self.child.is_none() {
+            assert!(
+                run_external("SIGHTLINE_TEST_START"),
+                "SIGHTLINE_TEST_START failed"
+            );
+            return self;
+        }
+        let dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        drop(self);
+        Self::start_in(dir)
+    }
+}
+
+/// Runs the deployment command in `var`; whether it succeeded.
+fn run_external(var: &str) -> bool {
+    let cmd = std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is needed to restart an external deployment"));
+    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    if !out.status.success() {
+        eprintln!("{var} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.success()
 }
 
 impl Drop for Server {
