@@ -3,20 +3,25 @@
 //! A function's `main` is one call: [`serve`] reads and validates its configuration from the
 //! environment once, builds the AWS adapters and the core [`Sightline`] once, and serves only
 //! the routes it is given through `lambda_http`. The relay, which is not an HTTP function,
-//! builds its publisher with [`edge_publisher_from_env`].
+//! builds its publisher with `edge_publisher_from_env` (feature `relay`, which also links
+//! the SSM client).
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use axum::Router;
 use sightline_core::app::{Config, Ports};
 use sightline_core::events::ChangeEvent;
 use sightline_core::ports::EventBus;
 use sightline_core::Sightline;
-use sightline_http::edge_publish::EdgePublisher;
 use sightline_http::hub::Hub;
 use sightline_http::AppState;
-use sightline_store_aws::{load_sdk_config, AwsStoreConfig, DynamoItemStore, S3BlobStore};
+use sightline_store_aws::{
+    https_client, load_sdk_config, retry_config, timeout_config, AwsStoreConfig, DynamoItemStore,
+    S3BlobStore,
+};
 use sightline_store_local::{RandomIds, SystemClock};
 
 /// A configuration problem found at cold start; the function refuses to start.
@@ -148,6 +153,7 @@ fn optional_url(name: &'static str) -> Result<Option<String>, ConfigError> {
 }
 
 /// Reads a SecureString parameter by name, decrypted. Called once per cold start.
+#[cfg(feature = "relay")]
 pub async fn fetch_secret(sdk: &SdkConfig, name: &str) -> Result<String, ConfigError> {
     let err = |reason: String| ConfigError::Secret {
         name: name.to_owned(),
@@ -167,18 +173,25 @@ pub async fn fetch_secret(sdk: &SdkConfig, name: &str) -> Result<String, ConfigE
 }
 
 /// The relay's publisher: the edge URL from the environment, the secret from SSM by name.
-pub async fn edge_publisher_from_env() -> Result<EdgePublisher, ConfigError> {
+#[cfg(feature = "relay")]
+pub async fn edge_publisher_from_env(
+) -> Result<sightline_http::edge_publish::EdgePublisher, ConfigError> {
     let relay = RelaySettings::from_env()?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(required(env::REGION)?))
+    // The loader (not `lambda_sdk_config`): it also honours `AWS_ENDPOINT_URL_SSM`.
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(required(env::REGION)?))
+        .http_client(https_client())
         .load()
         .await;
     let secret = fetch_secret(&sdk, &relay.secret_parameter).await?;
-    EdgePublisher::new(&relay.edge_url, secret.as_bytes(), PUBLISH_TIMEOUT).map_err(|e| {
-        ConfigError::Invalid {
-            name: env::EDGE_URL,
-            reason: e.to_string(),
-        }
+    sightline_http::edge_publish::EdgePublisher::new(
+        &relay.edge_url,
+        secret.as_bytes(),
+        PUBLISH_TIMEOUT,
+    )
+    .map_err(|e| ConfigError::Invalid {
+        name: env::EDGE_URL,
+        reason: e.to_string(),
     })
 }
 
@@ -201,12 +214,33 @@ impl EventBus for StreamedBus {
     }
 }
 
-/// The core over DynamoDB and S3, built once per cold start.
+/// The core over DynamoDB and S3 with the SDK configuration of [`load_sdk_config`] (the
+/// whole credentials chain: environment, profile, SSO, role), for tools run by an operator.
 pub async fn build_app(stores: &AwsStoreConfig, config: Config) -> Arc<Sightline> {
-    let sdk = load_sdk_config(stores).await;
+    app_over(&load_sdk_config(stores).await, stores, config)
+}
+
+/// The SDK configuration of a function: the stores' retry, timeout and HTTPS client policy,
+/// the region, and the credentials Lambda puts in the environment (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`). Not `aws_config`'s loader: its profile,
+/// IMDS, ECS, SSO and STS providers never apply in Lambda and made every binary larger.
+pub fn lambda_sdk_config(stores: &AwsStoreConfig) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(stores.region.clone().map(Region::new))
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .http_client(https_client())
+        .build()
+}
+
+fn app_over(sdk: &SdkConfig, stores: &AwsStoreConfig, config: Config) -> Arc<Sightline> {
     let ports = Ports {
-        items: Arc::new(DynamoItemStore::from_sdk_config(&sdk, stores)),
-        blobs: Arc::new(S3BlobStore::from_sdk_config(&sdk, stores)),
+        items: Arc::new(DynamoItemStore::from_sdk_config(sdk, stores)),
+        blobs: Arc::new(S3BlobStore::from_sdk_config(sdk, stores)),
         events: Arc::new(StreamedBus),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
@@ -230,7 +264,57 @@ pub fn init_logging() {
 pub async fn serve(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
     init_logging();
     let stores = store_config_from_env()?;
-    let app = build_app(&stores, app_config_from_env()?).await;
+    let app = app_over(&lambda_sdk_config(&stores), &stores, app_config_from_env()?);
     let (state, _closing) = AppState::new(app, Arc::new(Hub::default()));
     lambda_http::run(sightline_http::serve_routes(routes, state)).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// The functions' SDK configuration carries the stores' whole policy (the loader path
+    /// gets the same from `load_sdk_config`), the region and an HTTPS client.
+    #[test]
+    fn lambda_sdk_config_has_the_stores_policy() {
+        let mut stores = AwsStoreConfig::new("sightline", "sightline-blobs");
+        stores.region = Some("eu-west-1".into());
+        let sdk = lambda_sdk_config(&stores);
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(sdk.retry_config(), Some(&retry_config()));
+        assert_eq!(sdk.timeout_config(), Some(&timeout_config()));
+        assert!(sdk.credentials_provider().is_some());
+        assert!(sdk.http_client().is_some());
+    }
+
+    /// HTTPS goes through rustls with the `ring` provider (the only one linked): a server
+    /// that does not speak TLS fails the handshake, it is not sent a plaintext request.
+    #[tokio::test]
+    async fn https_endpoints_are_spoken_to_over_tls() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut first = [0u8; 1];
+            socket.read_exact(&mut first).await.unwrap();
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+            first[0]
+        });
+        let mut stores = AwsStoreConfig::new("sightline", "sightline-blobs");
+        stores.region = Some("us-east-1".into());
+        stores.dynamodb_endpoint = Some(format!("https://{addr}"));
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        let items = DynamoItemStore::from_sdk_config(&lambda_sdk_config(&stores), &stores);
+        let result = items.create_table_if_missing().await;
+        assert!(
+            result.is_err(),
+            "a server without TLS cannot answer: {result:?}"
+        );
+        // 0x16: a TLS handshake record (ClientHello), not the start of an HTTP request.
+        assert_eq!(server.await.unwrap(), 0x16);
+    }
 }

@@ -21,6 +21,10 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_http_client::{Builder, ConnectorBuilder};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 pub use dynamo::{DynamoItemStore, PK_ATTR, SK_ATTR, TTL_ATTR};
 pub use s3::S3BlobStore;
@@ -69,23 +73,47 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(12);
 /// profile or the execution role) with the retry and timeout policy of the stores.
 pub async fn load_sdk_config(config: &AwsStoreConfig) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(INITIAL_BACKOFF)
-                .with_max_backoff(MAX_BACKOFF),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        );
+        .retry_config(retry_config())
+        .timeout_config(timeout_config());
     if let Some(region) = &config.region {
         loader = loader.region(Region::new(region.clone()));
     }
-    loader.load().await
+    loader.http_client(https_client()).load().await
+}
+
+/// The stores' retry policy: [`MAX_ATTEMPTS`], backoff from [`INITIAL_BACKOFF`] to
+/// [`MAX_BACKOFF`].
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
+}
+
+/// The stores' timeouts: [`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`].
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The SDK's HTTPS client (hyper, rustls) with rustls' `ring` provider, configured as the
+/// SDK's default client is (connector settings, sleep, proxies from the environment). The
+/// default client uses aws-lc-rs: a second, larger crypto library next to the `ring` that
+/// reqwest already links, and size matters in every Lambda binary (docs/PERFORMANCE.md).
+pub fn https_client() -> SharedHttpClient {
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Builds both stores from one SDK configuration (one credentials chain, one HTTP client
