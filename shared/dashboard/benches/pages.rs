@@ -8,7 +8,11 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+// The bench drives the server through its router only.
+#[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -16,11 +20,6 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sightline_core::app::{Config, Ports};
-use sightline_core::Sightline;
-use sightline_http::hub::Hub;
-use sightline_http::AppState;
-use sightline_store_local::{open_local_store, RandomIds, SystemClock};
 use tower::ServiceExt;
 
 const KEY: &str = "sl_dashboard_bench_key";
@@ -59,26 +58,8 @@ fn main() {
 }
 
 async fn run() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock);
-    let (items, blobs) = open_local_store(dir.path(), clock.clone()).unwrap();
-    let hub = Arc::new(Hub::default());
-    let ports = Ports {
-        items,
-        blobs,
-        events: hub.clone(),
-        clock,
-        ids: Arc::new(RandomIds),
-    };
-    let app = Arc::new(Sightline::new(ports, Config::default()));
-    app.bootstrap(Some(KEY)).await.unwrap();
-    let (state, _closing) = AppState::new(app, hub);
-    let routes = Router::new()
-        .merge(sightline_http::sdk_routes())
-        .merge(sightline_http::ingest_routes())
-        .merge(sightline_http::admin_routes())
-        .merge(sightline_dashboard::routes());
-    let router = sightline_http::serve_routes(routes, state);
+    let server = common::local_server(KEY).await;
+    let router = server.router;
 
     // --- seed: 100,000 spans (50 traces of 2,000), with code locations -------------------
     let seed = Instant::now();
@@ -172,7 +153,7 @@ async fn run() {
     println!(
         "seeded {} spans in {spans_secs:.1} s and {SNAPSHOTS} snapshots in {snaps_secs:.1} s (SQLite in {})",
         TRACES * SPANS_PER_TRACE,
-        dir.path().display()
+        server.dir.path().display()
     );
 
     // --- a dashboard session --------------------------------------------------------------

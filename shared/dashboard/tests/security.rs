@@ -3,6 +3,8 @@
 //! list queries the pages rely on (snapshot pages and time filter, per-minute series).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,12 +12,8 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sightline_core::app::{Config, Ports};
 use sightline_core::model::Scope;
 use sightline_core::Sightline;
-use sightline_http::hub::Hub;
-use sightline_http::AppState;
-use sightline_store_local::{open_local_store, RandomIds, SystemClock};
 use tower::ServiceExt;
 
 const KEY_A: &str = "sl_dashboard_test_project_a";
@@ -27,29 +25,11 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock);
-    let (items, blobs) = open_local_store(dir.path(), clock.clone()).unwrap();
-    let hub = Arc::new(Hub::default());
-    let ports = Ports {
-        items,
-        blobs,
-        events: hub.clone(),
-        clock,
-        ids: Arc::new(RandomIds),
-    };
-    let app = Arc::new(Sightline::new(ports, Config::default()));
-    app.bootstrap(Some(KEY_A)).await.unwrap();
-    let (state, _closing) = AppState::new(app.clone(), hub);
-    let routes = Router::new()
-        .merge(sightline_http::sdk_routes())
-        .merge(sightline_http::ingest_routes())
-        .merge(sightline_http::admin_routes())
-        .merge(sightline_dashboard::routes());
+    let server = common::local_server(KEY_A).await;
     Env {
-        router: sightline_http::serve_routes(routes, state),
-        app,
-        _dir: dir,
+        router: server.router,
+        app: server.app,
+        _dir: server.dir,
     }
 }
 
