@@ -16,6 +16,8 @@ pub struct LocalServer {
     pub app: Arc<Sightline>,
     /// Removed with the server.
     pub dir: tempfile::TempDir,
+    /// Held so open streams are not told the server is closing.
+    _closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Builds the server; `key` is the bootstrap key (both scopes).
@@ -33,7 +35,7 @@ pub async fn local_server(key: &str) -> LocalServer {
     };
     let app = Arc::new(Sightline::new(ports, Config::default()));
     app.bootstrap(Some(key)).await.unwrap();
-    let (state, _closing) = AppState::new(app.clone(), hub);
+    let (state, closing) = AppState::new(app.clone(), hub);
     let routes = Router::new()
         .merge(sightline_http::sdk_routes())
         .merge(sightline_http::ingest_routes())
@@ -43,5 +45,6 @@ pub async fn local_server(key: &str) -> LocalServer {
         router: sightline_http::serve_routes(routes, state),
         app,
         dir,
+        _closing: closing,
     }
 }
