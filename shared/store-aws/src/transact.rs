@@ -50,6 +50,29 @@ fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 }
 
 impl DynamoItemStore {
+    /// A put of `item` in the transaction, on `condition` (built with `e`).
+    fn put(
+        &self,
+        mut e: Expr,
+        item: &Item,
+        condition: Option<String>,
+    ) -> StoreResult<aws_sdk_dynamodb::types::builders::TransactWriteItemBuilder> {
+        let (names, values) = e.take();
+        Ok(TransactWriteItem::builder().put(
+            Put::builder()
+                .table_name(self.table())
+                .set_item(Some(to_attributes(item)))
+                .set_condition_expression(condition)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(build_error)?,
+        ))
+    }
+
     fn transact_item(
         &self,
         write: &Write,
@@ -60,37 +83,11 @@ impl DynamoItemStore {
         let item = match (write, plan) {
             (_, Plan::ReplaceExpired(fresh)) => {
                 let still_expired = e.expired(now);
-                let (names, values) = e.take();
-                TransactWriteItem::builder().put(
-                    Put::builder()
-                        .table_name(self.table())
-                        .set_item(Some(to_attributes(fresh)))
-                        .condition_expression(still_expired)
-                        .set_expression_attribute_names(names)
-                        .set_expression_attribute_values(values)
-                        .return_values_on_condition_check_failure(
-                            ReturnValuesOnConditionCheckFailure::AllOld,
-                        )
-                        .build()
-                        .map_err(build_error)?,
-                )
+                self.put(e, fresh, Some(still_expired))?
             }
             (Write::Put { item, condition }, Plan::AsIs) => {
                 let condition = condition.as_ref().map(|c| e.condition(c, now));
-                let (names, values) = e.take();
-                TransactWriteItem::builder().put(
-                    Put::builder()
-                        .table_name(self.table())
-                        .set_item(Some(to_attributes(item)))
-                        .set_condition_expression(condition)
-                        .set_expression_attribute_names(names)
-                        .set_expression_attribute_values(values)
-                        .return_values_on_condition_check_failure(
-                            ReturnValuesOnConditionCheckFailure::AllOld,
-                        )
-                        .build()
-                        .map_err(build_error)?,
-                )
+                self.put(e, item, condition)?
             }
             (
                 Write::Update {
