@@ -56,7 +56,7 @@ start_functions() {
   (cd "$REPO" && exec setsid bash -c '
     set -a; source "$1"; set +a
     cargo lambda watch --only-lambda-apis --invoke-address 127.0.0.1 --invoke-port "$2" &
-    for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$2/" && break; sleep 0.1; done
+    for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && break; sleep 0.1; done
     for f in $3; do
       AWS_LAMBDA_FUNCTION_NAME="$f" AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
         AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$2/.rt/$f" "$4/$f" &
