@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use sightline_cli::KeysCommand;
 use sightline_core::app::{BootstrapOutcome, Config, Ports};
-use sightline_core::model::Scope;
 use sightline_core::Sightline;
 use sightline_http::hub::Hub;
 use sightline_http::AppState;
@@ -54,32 +54,6 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Create a key and print it (it is shown only this once).
-    Create {
-        #[arg(long, default_value = "cli")]
-        name: String,
-        /// Comma-separated: sdk, admin.
-        #[arg(long, default_value = "sdk")]
-        scopes: String,
-        /// Project of the key (default: the bootstrap project). A new name creates a project.
-        #[arg(long)]
-        project: Option<String>,
-    },
-    /// List keys (ids and scopes, never the keys themselves).
-    List {
-        #[arg(long)]
-        project: Option<String>,
-    },
-    /// Revoke a key by id.
-    Revoke {
-        id: String,
-        #[arg(long)]
-        project: Option<String>,
     },
 }
 
@@ -295,53 +269,6 @@ async fn keys(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
         }
         BootstrapOutcome::Existing { project_id } => project_id,
     };
-    match command {
-        KeysCommand::Create {
-            name,
-            scopes,
-            project,
-        } => {
-            let scopes = scopes
-                .split(',')
-                .map(|s| {
-                    Scope::parse(s).with_context(|| format!("unknown scope `{s}` (use sdk, admin)"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let project = project.unwrap_or(default);
-            let (record, raw) = app.create_api_key(&project, &name, &scopes, None).await?;
-            println!("{raw}");
-            eprintln!(
-                "created key {} in project {} (shown only now)",
-                record.id, record.project_id
-            );
-        }
-        KeysCommand::List { project } => {
-            let project = project.unwrap_or(default);
-            for k in app.list_api_keys(&project).await? {
-                let scopes: Vec<&str> = k
-                    .scopes
-                    .iter()
-                    .map(|s| match s {
-                        Scope::Sdk => "sdk",
-                        Scope::Admin => "admin",
-                    })
-                    .collect();
-                let state = if k.revoked { "revoked" } else { "active" };
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    k.id,
-                    k.name,
-                    scopes.join(","),
-                    state,
-                    k.created_at
-                );
-            }
-        }
-        KeysCommand::Revoke { id, project } => {
-            let project = project.unwrap_or(default);
-            let k = app.revoke_api_key(&project, &id).await?;
-            println!("revoked {}", k.id);
-        }
-    }
+    sightline_cli::run_keys(&app, default, command).await?;
     Ok(())
 }
