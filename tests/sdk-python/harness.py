@@ -170,6 +170,13 @@ class Server:
                 self.proc.wait()
         self.log_file.close()
 
+    def settle(self):
+        """Waits until a change made through one process of an external deployment shows in
+        the others: each Lambda function keeps its reads of a service's state for 1 s. One
+        local server drops them at once: nothing to wait for."""
+        if self.proc is None:
+            time.sleep(1.1)
+
     # --- HTTP ----------------------------------------------------------------------------------
 
     def request(self, method, path, body=None, key=API_KEY):

@@ -288,6 +288,7 @@ class TracekitPythonSdk(unittest.TestCase):
         r = self.call(child, "export_report", "report", {"rows": 2}, {"rows": 3}, {"rows": 4})
         self.assertEqual(r["sent"], 0, f"the SDK kept sending under the kill switch: {r}")
         self.assertEqual(len(self.stored(svc)), 1, "captures were stored under the kill switch")
+        self.server.settle()
         status, poll = self.server.request("GET", f"/sdk/snapshots/active/{svc}")
         self.assertEqual((status, poll["kill_switch"], poll["breakpoints"]), (200, True, []), f"poll under kill switch: {poll}")
         self.assertEqual(self.server.breakpoint(bp["id"])["capture_count"], 1)

@@ -537,6 +537,7 @@ async fn item9_kill_switch_stops_everything() {
         "stream closes on kill"
     );
 
+    s.settle().await;
     let (_, poll) = s.get("/sdk/snapshots/active/svc").await;
     assert_eq!(poll["kill_switch"], true);
     assert_eq!(poll["breakpoints"], json!([]));
@@ -551,6 +552,7 @@ async fn item9_kill_switch_stops_everything() {
 
     s.post("/api/services/svc/kill-switch", json!({"enabled": false}))
         .await;
+    s.settle().await;
     let (_, poll) = s.get("/sdk/snapshots/active/svc").await;
     assert_eq!(poll["kill_switch"], false);
     assert_eq!(poll["breakpoints"].as_array().unwrap().len(), 1);

@@ -195,6 +195,16 @@ impl Server {
         bp
     }
 
+    /// Waits until a change made through one process of an external deployment shows in
+    /// the others: each Lambda function keeps its reads of a service's state for
+    /// `state_cache_ms` (1 s). One local server drops them at once: nothing to wait for.
+    pub async fn settle(&self) {
+        if self.child.is_none() {
+            let ms = sightline_core::app::Config::default().state_cache_ms;
+            tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap() + 100)).await;
+        }
+    }
+
     /// Opens an SSE stream with the given key.
     pub async fn stream(&self, path: &str, key: &str) -> SseReader {
         let resp = self
