@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The AWS build, proven locally in its production topology: cfn-lint on template.yaml, then
 #   SDK/test → edge Worker (`wrangler dev --local`, functions/edge) → stand-in for the HTTP API
-#   (tests/aws-functions) → the functions under `cargo lambda watch` → DynamoDB Local (stream
-#   NEW_AND_OLD_IMAGES) + moto's S3; and DynamoDB Local's stream → the relay's trigger
+#   (tests/aws-functions) → the functions (their debug binaries on the Lambda runtime APIs of
+#   `cargo lambda watch --only-lambda-apis`) → DynamoDB Local (stream NEW_AND_OLD_IMAGES) +
+#   moto's S3 and SSM; and DynamoDB Local's stream → the relay's trigger
 #   (tests/aws-functions/stream_trigger.py, the event source mapping of template.yaml) →
 #   relay function → the edge's signed publish endpoint → SSE to SDKs and dashboards.
 # With the edge as base URL it runs
