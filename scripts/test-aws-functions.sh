@@ -212,6 +212,15 @@ SIGHTLINE_TEST_DYNAMODB_STOP="$REPO/scripts/aws-emulators.sh stop-dynamodb" \
 SIGHTLINE_TEST_DYNAMODB_START="$REPO/scripts/aws-emulators.sh start-dynamodb" \
   cargo test -q -p sightline-aws-functions-tests --test faults -- --nocapture 2>&1 | tee "$OUT/faults.log"
 
+# Every change the stream carried reached the edge: the trigger gave nothing up (a failed
+# relay invocation, e.g. while the edge restarted, was retried until it went through).
+TRIGGER_LOG="$SIGHTLINE_STACK_DIR/trigger.log"
+log "relay invocations: $(grep -c 'ok=True' "$TRIGGER_LOG") succeeded, $(grep -c 'ok=False' "$TRIGGER_LOG") failed and retried"
+if grep -q 'given up' "$TRIGGER_LOG"; then
+  grep 'given up' "$TRIGGER_LOG" >&2
+  log "stream records were given up before reaching the edge"; exit 1
+fi
+
 # --- 4. relay and router units --------------------------------------------------------------
 cargo test -q -p sightline-fn-relay 2>&1 | tee "$OUT/relay.log"
 cargo test -q -p sightline-aws-functions-tests --test routes 2>&1 | tee "$OUT/routes.log"
