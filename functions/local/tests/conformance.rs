@@ -317,7 +317,16 @@ async fn item5_parallel_captures_respect_max_captures_exactly() {
 async fn item5_rate_limit_condition_disabled_and_duplicates_are_dropped_with_reasons() {
     let s = Server::start();
     let bp = s.register("svc", "f", "rate", 1).await;
-    // Default rate: 10 per minute.
+    // Default rate: 10 per minute. The twelve captures must fall in one rate window, so
+    // they do not start in the last seconds of a minute (the server shares this clock).
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 60_000;
+    if into_minute > 45_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into_minute + 200) as u64)).await;
+    }
     let mut statuses = Vec::new();
     for i in 0..12 {
         let (status, body) = s.post("/sdk/snapshots/capture", capture_body(&bp, i)).await;
