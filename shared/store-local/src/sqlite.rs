@@ -355,6 +355,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // In WAL mode NORMAL survives process crashes; only an OS crash can lose the last commits.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Every write runs in a savepoint, which saves each page it touches to a statement
+    // journal first; in memory that is a copy, not a write to a temp file (it holds at
+    // most one group's pages and is discarded at commit).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
