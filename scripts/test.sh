@@ -110,7 +110,7 @@ for step in "${STEPS[@]}"; do
     node-setup) run_step node-setup "scripts/setup-node.sh (npm ci in tests/otel/node)" step_node_setup ;;
     otel-e2e) run_step otel-e2e "OpenTelemetry exporter end-to-end tests (tests/otel)" step_otel_e2e ;;
     aws-store) run_step aws-store "scripts/test-aws-store.sh (store contract on DynamoDB Local + moto S3)" "$REPO/scripts/test-aws-store.sh" ;;
-    aws-functions) run_step aws-functions "scripts/test-aws-functions.sh (Lambda functions under cargo lambda watch)" "$REPO/scripts/test-aws-functions.sh" ;;
+    aws-functions) run_step aws-functions "scripts/test-aws-functions.sh (Lambda functions behind the edge, on DynamoDB Local + moto)" "$REPO/scripts/test-aws-functions.sh" ;;
     edge) run_step edge "scripts/test-edge.sh (Worker build, Miniflare, wrangler dev end to end)" "$REPO/scripts/test-edge.sh" ;;
     browser) run_step browser "scripts/test-browser.sh (dashboard in headless Chromium)" "$REPO/scripts/test-browser.sh" ;;
     *)
