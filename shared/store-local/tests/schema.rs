@@ -70,26 +70,15 @@ async fn a_version_1_store_is_moved_to_the_current_schema_with_its_rows() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, 2);
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(rows, 2);
-    let leftovers: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'items_v1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(leftovers, 0);
-    let ttl_index: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'items_expires_at'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(ttl_index, 1);
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM items"), 2);
+    let named = |name: &str| format!("SELECT count(*) FROM sqlite_master WHERE name = '{name}'");
+    assert_eq!(count(&named("items_v1")), 0, "the old table is gone");
+    assert_eq!(
+        count(&named("items_expires_at")),
+        1,
+        "the TTL index is back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
