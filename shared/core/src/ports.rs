@@ -244,21 +244,6 @@ pub enum Transacted {
 
 pub mod paging;
 
-/// Page cursors of [`ItemStore::query`]: the hex of the last sort key a page consumed.
-/// Opaque to clients, identical on every adapter, and garbage fails to decode.
-pub mod cursor {
-    use super::{StoreError, StoreResult};
-
-    pub fn encode(sk: &str) -> String {
-        hex::encode(sk.as_bytes())
-    }
-
-    pub fn decode(cursor: &str) -> StoreResult<String> {
-        let bytes = hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
-        String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The write's condition did not hold; nothing was written.

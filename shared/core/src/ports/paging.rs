@@ -6,7 +6,22 @@
 
 use std::ops::{Bound, ControlFlow};
 
-use super::{cursor, Condition, Item, Page, Query, StoreError, StoreResult};
+use super::{Condition, Item, Page, Query, StoreError, StoreResult};
+
+/// Page cursors: the hex of the last sort key a page consumed. Opaque to clients, the same
+/// on every adapter (they all page here), and garbage fails to decode.
+mod cursor {
+    use super::{StoreError, StoreResult};
+
+    pub fn encode(sk: &str) -> String {
+        hex::encode(sk.as_bytes())
+    }
+
+    pub fn decode(cursor: &str) -> StoreResult<String> {
+        let bytes = hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+        String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
+    }
+}
 
 /// Sort-key range a query scans, in ascending key terms (the scan direction is separate).
 #[derive(Debug, Clone, PartialEq, Eq)]
