@@ -236,9 +236,7 @@ impl Server {
         }
         false
     }
-}
 
-impl Server {
     /// Starts the server again over the same data after [`Server::terminate`]. Against an
     /// external deployment, runs `$SIGHTLINE_TEST_START` (no reset: the data must be there).
     pub fn restart(mut self) -> Self {
