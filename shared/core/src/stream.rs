@@ -76,13 +76,9 @@ pub fn item_change_events(old: Option<&Item>, new: Option<&Item>, now_ms: i64) -
     // services-list item changes in the same transaction and must not say it twice.
     if any.sk == keys::SERVICE_SETTINGS_SK {
         if let Some((project, service)) = service_partition(&any.pk) {
-            let kill = |i: Option<&Item>| {
-                i.and_then(|i| i.attrs.get("kill_switch"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false)
-            };
-            if kill(old) != kill(new) {
-                return vec![kill_switch_event(project, service, kill(new))];
+            let on = kill_switch_on(new);
+            if kill_switch_on(old) != on {
+                return vec![kill_switch_event(project, service, on)];
             }
         }
     }
@@ -125,6 +121,14 @@ fn sdk_view(e: &ChangeEvent) -> (&str, Value) {
         m.remove("capture_count");
     }
     (e.event.as_str(), data)
+}
+
+/// Whether a service's settings item has the kill switch on (absent: off).
+pub(crate) fn kill_switch_on(settings: Option<&Item>) -> bool {
+    settings
+        .and_then(|i| i.attrs.get("kill_switch"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// `P#{project}#S#{service}` → project.

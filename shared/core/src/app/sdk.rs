@@ -46,11 +46,7 @@ impl ServiceSettings {
             return Self::default();
         };
         Self {
-            kill_switch: i
-                .attrs
-                .get("kill_switch")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            kill_switch: crate::stream::kill_switch_on(Some(i)),
             pii_patterns: i
                 .attrs
                 .get("pii_patterns")
