@@ -2,16 +2,19 @@
 //!
 //! WAL mode lets readers run beside the single writer. All writes go to one writer thread
 //! that owns the write connection and **group-commits**: it takes every write waiting in
-//! its queue (up to [`GROUP_MAX`]) into one `BEGIN IMMEDIATE` transaction, runs each as
-//! read-check-write inside its own `SAVEPOINT` (a failed condition undoes only itself), and
+//! its queue (up to [`GROUP_MAX`]) into one `BEGIN IMMEDIATE` transaction, runs each, and
 //! commits once. A write's caller hears back only after that commit, so an acknowledged
 //! write is durable, and the cost of a commit is shared by everything queued behind it.
-//! [`ItemStore::transact`] is one such write: one savepoint around all its rows. Callers
-//! encode attributes before queueing, so the writer only reads, checks and writes rows.
+//! Every write checks all its conditions before it changes a row ([`ItemStore::transact`]
+//! is one such write over all its rows), so a failed condition leaves nothing to undo and
+//! no write needs a savepoint of its own (which would copy every page it touches). Should
+//! a write fail part-way (an I/O error), its whole group is rolled back and every caller
+//! in it hears the error. Callers encode attributes before queueing, so the writer only
+//! reads, checks and writes rows.
 //! WAL checkpoints (and their fsync) run on a separate thread, not inside a commit; the
 //! writer only finishes one now and then between groups so the WAL can start over.
 //! Reads run on `spawn_blocking` with a small pool of read-only connections. (A large page
-//! cache or `mmap_size` measured slower here: SQLite walks the whole cache when a savepoint
+//! cache or `mmap_size` measured slower here: SQLite walks the whole cache when a statement
 //! rolls back, and remapping costs TLB shootdowns on every commit.)
 
 use std::path::Path;
@@ -56,7 +59,9 @@ const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
 /// A write for the writer thread: runs inside the group's transaction and returns whether
 /// it succeeded plus how to tell its caller once the group's commit outcome is known.
-type Job = Box<dyn FnOnce(&Connection, i64) -> Done + Send>;
+/// Without a connection it does not run and only prepares the answer (the group's
+/// transaction could not begin).
+type Job = Box<dyn FnOnce(Option<&Connection>, i64) -> Done + Send>;
 
 struct Done {
     ok: bool,
@@ -202,26 +207,14 @@ impl SqliteItemStore {
         self.write_keeping(f, Result::is_ok).await
     }
 
-    /// [`Self::write`], with `keep` deciding from the result whether its changes stay
-    /// (otherwise they are rolled back to the write's savepoint).
+    /// [`Self::write`], with `keep` telling from the result whether the write succeeded
+    /// (a write that did not must have changed nothing, or its group is rolled back).
     async fn write_keeping<T, F>(&self, f: F, keep: fn(&StoreResult<T>) -> bool) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, i64) -> StoreResult<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn, now| {
-            let result = f(conn, now);
-            Done {
-                ok: keep(&result),
-                deliver: Box::new(move |commit| {
-                    let _ = reply.send(match commit {
-                        Ok(()) => result,
-                        Err(e) => Err(StoreError::Unavailable(e)),
-                    });
-                }),
-            }
-        });
+        let (job, answer) = job(f, keep);
         self.writer
             .send(job)
             .map_err(|_| StoreError::Backend("the sqlite writer has stopped".into()))?;
@@ -268,6 +261,33 @@ where
         .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
 }
 
+/// `f` as a [`Job`], and where its answer arrives once its group's outcome is known.
+fn job<T, F>(f: F, keep: fn(&StoreResult<T>) -> bool) -> (Job, oneshot::Receiver<StoreResult<T>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, i64) -> StoreResult<T> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job: Job = Box::new(move |conn, now| {
+        let result = match conn {
+            Some(conn) => f(conn, now),
+            None => Err(StoreError::Unavailable(
+                "sqlite: the write did not run".into(),
+            )),
+        };
+        Done {
+            ok: keep(&result),
+            deliver: Box::new(move |commit| {
+                let _ = reply.send(match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Unavailable(e)),
+                });
+            }),
+        }
+    });
+    (job, answer)
+}
+
 /// The writer thread: one group transaction per batch of queued writes (see module docs).
 /// Ends when the store (the only sender) is dropped.
 fn writer_loop(
@@ -279,20 +299,33 @@ fn writer_loop(
     while let Ok(first) = queue.recv() {
         let now = now_secs(clock);
         if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-            let done = first(conn, now);
-            (done.deliver)(Err(format!("sqlite: cannot begin: {e}")));
+            (first(None, now).deliver)(Err(format!("sqlite: cannot begin: {e}")));
             continue;
         }
         let mut group = Vec::with_capacity(16);
-        group.push(run_in_savepoint(conn, first, now));
-        while group.len() < GROUP_MAX {
-            match queue.try_recv() {
-                Ok(job) => group.push(run_in_savepoint(conn, job, now)),
-                Err(_) => break,
+        let mut broken = None;
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            let changes_before = conn.total_changes();
+            let done = job(Some(conn), now);
+            let changed = conn.total_changes() != changes_before;
+            group.push(done);
+            if conn.is_autocommit() {
+                // SQLite rolled the transaction back by itself (an I/O error or similar).
+                broken = Some("sqlite: the transaction was rolled back".to_owned());
+            } else if changed && group.last().is_some_and(|d| !d.ok) {
+                broken =
+                    Some("sqlite: a write failed part-way; its group was rolled back".to_owned());
+            }
+            if broken.is_none() && group.len() < GROUP_MAX {
+                next = queue.try_recv().ok();
             }
         }
-        let commit = exec(conn, "COMMIT").map_err(|e| format!("sqlite: commit failed: {e}"));
-        if commit.is_err() {
+        let commit = match broken {
+            Some(reason) => Err(reason),
+            None => exec(conn, "COMMIT").map_err(|e| format!("sqlite: commit failed: {e}")),
+        };
+        if commit.is_err() && !conn.is_autocommit() {
             let _ = exec(conn, "ROLLBACK");
         }
         for done in group {
@@ -359,31 +392,13 @@ fn checkpoint_loop(
     }
 }
 
-/// Runs one write in its own savepoint, undoing just its changes when it fails.
-fn run_in_savepoint(conn: &Connection, job: Job, now: i64) -> Done {
-    if let Err(e) = exec(conn, "SAVEPOINT op") {
-        let mut done = job(conn, now);
-        done.ok = false;
-        let message = format!("sqlite: savepoint failed: {e}");
-        let deliver = done.deliver;
-        done.deliver = Box::new(move |_| deliver(Err(message)));
-        return done;
-    }
-    let done = job(conn, now);
-    if !done.ok {
-        let _ = exec(conn, "ROLLBACK TO op");
-    }
-    let _ = exec(conn, "RELEASE op");
-    done
-}
-
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // In WAL mode NORMAL survives process crashes; only an OS crash can lose the last commits.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Every write runs in a savepoint, which saves each page it touches to a statement
-    // journal first; in memory that is a copy, not a write to a temp file (it holds at
-    // most one group's pages and is discarded at commit).
+    // A statement that may fail after changing rows (an upsert with two indexes) saves
+    // each page it touches to a statement journal first; in memory that is a copy, not a
+    // write to a temp file (it is discarded when the statement ends).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -528,40 +543,51 @@ impl RowWrite {
         })
     }
 
-    /// Applies the write if its condition holds: `Ok(None)` when it does not, else the
-    /// item after an update (`Some(None)` for a put).
-    fn apply(self, conn: &Connection, now: i64) -> StoreResult<Option<Option<Item>>> {
+    /// Checks the write's condition: `Ok(None)` when it does not hold, else the current
+    /// item an update applies to (a put needs none).
+    fn check(&self, conn: &Connection, now: i64) -> StoreResult<Option<Option<Item>>> {
+        let (pk, sk, condition) = match self {
+            Self::Put {
+                condition: None, ..
+            } => return Ok(Some(None)),
+            Self::Put {
+                pk,
+                sk,
+                condition: Some(condition),
+                ..
+            } => (pk, sk, Some(condition)),
+            Self::Update {
+                pk, sk, condition, ..
+            } => (pk, sk, condition.as_ref()),
+        };
+        let current = read_item(conn, pk, sk, now)?;
+        if condition.is_some_and(|c| !c.matches(current.as_ref())) {
+            return Ok(None);
+        }
+        Ok(Some(match self {
+            Self::Put { .. } => None,
+            Self::Update { .. } => current,
+        }))
+    }
+
+    /// Writes the row; returns the item after an update (`None` for a put).
+    fn write(self, conn: &Connection, current: Option<Item>) -> StoreResult<Option<Item>> {
         match self {
             Self::Put {
                 pk,
                 sk,
                 attrs,
                 expires_at,
-                condition,
+                ..
             } => {
-                if let Some(condition) = condition {
-                    let current = read_item(conn, &pk, &sk, now)?;
-                    if !condition.matches(current.as_ref()) {
-                        return Ok(None);
-                    }
-                }
                 write_row(conn, &pk, &sk, &attrs, expires_at)?;
-                Ok(Some(None))
+                Ok(None)
             }
-            Self::Update {
-                pk,
-                sk,
-                ops,
-                condition,
-            } => {
-                let current = read_item(conn, &pk, &sk, now)?;
-                if condition.is_some_and(|c| !c.matches(current.as_ref())) {
-                    return Ok(None);
-                }
+            Self::Update { pk, sk, ops, .. } => {
                 let mut item = current.unwrap_or_else(|| Item::new(pk, sk, Attrs::new()));
                 apply_update(&mut item, &ops);
                 write_item(conn, &item)?;
-                Ok(Some(Some(item)))
+                Ok(Some(item))
             }
         }
     }
@@ -681,8 +707,9 @@ impl ItemStore for SqliteItemStore {
         .await
     }
 
-    /// One job on the writer thread, inside its own savepoint: a failed condition rolls
-    /// back the writes before it.
+    /// One job on the writer thread: every condition is checked (against the rows as they
+    /// were before the transaction, as in DynamoDB) before any row is written, so a failed
+    /// one has nothing to undo.
     async fn transact(&self, writes: &[Write]) -> StoreResult<Transacted> {
         let rows = writes
             .iter()
@@ -690,13 +717,18 @@ impl ItemStore for SqliteItemStore {
             .collect::<StoreResult<Vec<_>>>()?;
         self.write_keeping(
             move |conn, now| {
-                let mut written = Vec::with_capacity(rows.len());
-                for (index, row) in rows.into_iter().enumerate() {
-                    match row.apply(conn, now)? {
-                        Some(item) => written.push(item),
+                let mut current = Vec::with_capacity(rows.len());
+                for (index, row) in rows.iter().enumerate() {
+                    match row.check(conn, now)? {
+                        Some(item) => current.push(item),
                         None => return Ok(Transacted::ConditionFailed(index)),
                     }
                 }
+                let written = rows
+                    .into_iter()
+                    .zip(current)
+                    .map(|(row, current)| row.write(conn, current))
+                    .collect::<StoreResult<_>>()?;
                 Ok(Transacted::Written(written))
             },
             |r| matches!(r, Ok(Transacted::Written(_))),
@@ -729,5 +761,80 @@ impl ItemStore for SqliteItemStore {
             Ok(pager.finish())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn put(conn: &Connection, sk: &str) -> StoreResult<()> {
+        write_row(conn, "pk", sk, "{}", None)
+    }
+
+    fn count(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Runs the writer over `jobs`, all queued before it starts: one group.
+    fn run_group(path: &Path, jobs: Vec<Job>) {
+        let conn = Connection::open(path).unwrap();
+        configure(&conn).unwrap();
+        let (send, queue) = std::sync::mpsc::channel();
+        for job in jobs {
+            send.send(job).unwrap();
+        }
+        drop(send);
+        writer_loop(&conn, &queue, &crate::SystemClock, &AtomicBool::new(false));
+    }
+
+    fn store_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteItemStore::open(&path, Arc::new(crate::SystemClock)).unwrap());
+        (dir, path)
+    }
+
+    #[test]
+    fn a_write_failing_part_way_rolls_back_its_whole_group() {
+        let (_dir, path) = store_file();
+        let (first, first_answer) = job(|c, _| put(c, "a"), Result::is_ok);
+        let (broken, broken_answer) = job(
+            |c, _| {
+                put(c, "b")?;
+                Err::<(), _>(StoreError::Backend("disk gone".into()))
+            },
+            Result::is_ok,
+        );
+        run_group(&path, vec![first, broken]);
+        assert!(matches!(
+            first_answer.blocking_recv().unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(broken_answer.blocking_recv().unwrap().is_err());
+        assert_eq!(count(&path), 0, "nothing of the group may stay");
+    }
+
+    #[test]
+    fn a_failed_write_that_changed_nothing_leaves_its_group_alone() {
+        let (_dir, path) = store_file();
+        let (first, first_answer) = job(|c, _| put(c, "a"), Result::is_ok);
+        let (refused, refused_answer) = job(
+            |_, _| Err::<(), _>(StoreError::ConditionFailed),
+            Result::is_ok,
+        );
+        let (last, last_answer) = job(|c, _| put(c, "c"), Result::is_ok);
+        run_group(&path, vec![first, refused, last]);
+        assert!(first_answer.blocking_recv().unwrap().is_ok());
+        assert!(matches!(
+            refused_answer.blocking_recv().unwrap(),
+            Err(StoreError::ConditionFailed)
+        ));
+        assert!(last_answer.blocking_recv().unwrap().is_ok());
+        assert_eq!(count(&path), 2);
     }
 }
