@@ -41,6 +41,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows removed per sweep transaction, so the sweeper never holds the writer for long.
 const SWEEP_CHUNK: usize = 1000;
 const SCHEMA_VERSION: i64 = 2;
+/// Updated items the writer keeps decoded (see [`RecentItems`]).
+const RECENT_ITEMS_MAX: usize = 1024;
 /// Most writes committed together in one transaction.
 const GROUP_MAX: usize = 512;
 /// How often the checkpoint thread copies committed WAL frames into the database.
@@ -61,7 +63,87 @@ const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// it succeeded plus how to tell its caller once the group's commit outcome is known.
 /// Without a connection it does not run and only prepares the answer (the group's
 /// transaction could not begin).
-type Job = Box<dyn FnOnce(Option<&Connection>, i64) -> Done + Send>;
+type Job = Box<dyn FnOnce(Option<&mut WriteTx<'_>>, i64) -> Done + Send>;
+
+/// What a write runs on: the writer's connection inside the group's transaction, and the
+/// items it updated recently, decoded.
+struct WriteTx<'a> {
+    conn: &'a Connection,
+    recent: &'a mut RecentItems,
+}
+
+impl WriteTx<'_> {
+    /// The live item at `(pk, sk)`.
+    fn read(&mut self, pk: &str, sk: &str, now: i64) -> StoreResult<Option<Item>> {
+        match self.recent.take(pk, sk) {
+            Some(item) => Ok(item.expires_at.is_none_or(|at| at > now).then_some(item)),
+            None => read_item(self.conn, pk, sk, now),
+        }
+    }
+
+    fn put_row(
+        &mut self,
+        pk: &str,
+        sk: &str,
+        attrs: &str,
+        expires_at: Option<i64>,
+    ) -> StoreResult<()> {
+        self.recent.take(pk, sk);
+        write_row(self.conn, pk, sk, attrs, expires_at)
+    }
+
+    /// Writes an updated item and keeps it for the row's next update.
+    fn put_item(&mut self, item: &Item) -> StoreResult<()> {
+        write_item(self.conn, item)?;
+        self.recent.keep(item.clone());
+        Ok(())
+    }
+
+    fn delete(&mut self, pk: &str, sk: &str) -> StoreResult<()> {
+        self.recent.take(pk, sk);
+        self.conn
+            .prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
+            .db()?
+            .execute(rusqlite::params![pk, sk])
+            .db()?;
+        Ok(())
+    }
+}
+
+/// Items the writer updated, decoded, so the next update of a hot row (every capture
+/// updates its breakpoint's counters and its service's totals) neither reads nor parses
+/// the row again. Only the writer changes rows in this process; a commit by another
+/// process shows in `PRAGMA data_version` at the start of a group and empties the set, as
+/// does a group that is rolled back. A read takes the item out, so a write that reads
+/// and then does not write leaves nothing stale behind.
+#[derive(Default)]
+struct RecentItems {
+    by_pk: std::collections::HashMap<String, std::collections::HashMap<String, Item>>,
+    len: usize,
+}
+
+impl RecentItems {
+    fn take(&mut self, pk: &str, sk: &str) -> Option<Item> {
+        let item = self.by_pk.get_mut(pk)?.remove(sk)?;
+        self.len -= 1;
+        Some(item)
+    }
+
+    fn keep(&mut self, item: Item) {
+        if self.len >= RECENT_ITEMS_MAX {
+            self.clear();
+        }
+        let partition = self.by_pk.entry(item.pk.clone()).or_default();
+        if partition.insert(item.sk.clone(), item).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_pk.clear();
+        self.len = 0;
+    }
+}
 
 struct Done {
     ok: bool,
@@ -175,8 +257,10 @@ impl SqliteItemStore {
         let mut total = 0;
         loop {
             let n = self
-                .write(|conn, now| {
-                    let mut stmt = conn
+                .write(|tx, now| {
+                    tx.recent.clear();
+                    let mut stmt = tx
+                        .conn
                         .prepare_cached(
                             "DELETE FROM items WHERE rowid IN \
                              (SELECT rowid FROM items WHERE expires_at <= ?1 LIMIT ?2)",
@@ -202,7 +286,7 @@ impl SqliteItemStore {
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, i64) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>, i64) -> StoreResult<T> + Send + 'static,
     {
         self.write_keeping(f, Result::is_ok).await
     }
@@ -212,7 +296,7 @@ impl SqliteItemStore {
     async fn write_keeping<T, F>(&self, f: F, keep: fn(&StoreResult<T>) -> bool) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, i64) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>, i64) -> StoreResult<T> + Send + 'static,
     {
         let (job, answer) = job(f, keep);
         self.writer
@@ -265,12 +349,12 @@ where
 fn job<T, F>(f: F, keep: fn(&StoreResult<T>) -> bool) -> (Job, oneshot::Receiver<StoreResult<T>>)
 where
     T: Send + 'static,
-    F: FnOnce(&Connection, i64) -> StoreResult<T> + Send + 'static,
+    F: FnOnce(&mut WriteTx<'_>, i64) -> StoreResult<T> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
-    let job: Job = Box::new(move |conn, now| {
-        let result = match conn {
-            Some(conn) => f(conn, now),
+    let job: Job = Box::new(move |tx, now| {
+        let result = match tx {
+            Some(tx) => f(tx, now),
             None => Err(StoreError::Unavailable(
                 "sqlite: the write did not run".into(),
             )),
@@ -296,18 +380,29 @@ fn writer_loop(
     clock: &dyn Clock,
     finish_checkpoint: &AtomicBool,
 ) {
+    let mut recent = RecentItems::default();
+    let mut seen_version = None;
     while let Ok(first) = queue.recv() {
         let now = now_secs(clock);
         if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
             (first(None, now).deliver)(Err(format!("sqlite: cannot begin: {e}")));
             continue;
         }
+        let version = data_version(conn).ok();
+        if version.is_none() || version != seen_version {
+            recent.clear();
+            seen_version = version;
+        }
+        let mut tx = WriteTx {
+            conn,
+            recent: &mut recent,
+        };
         let mut group = Vec::with_capacity(16);
         let mut broken = None;
         let mut next = Some(first);
         while let Some(job) = next.take() {
             let changes_before = conn.total_changes();
-            let done = job(Some(conn), now);
+            let done = job(Some(&mut tx), now);
             let changed = conn.total_changes() != changes_before;
             group.push(done);
             if conn.is_autocommit() {
@@ -325,8 +420,11 @@ fn writer_loop(
             Some(reason) => Err(reason),
             None => exec(conn, "COMMIT").map_err(|e| format!("sqlite: commit failed: {e}")),
         };
-        if commit.is_err() && !conn.is_autocommit() {
-            let _ = exec(conn, "ROLLBACK");
+        if commit.is_err() {
+            recent.clear();
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
         }
         for done in group {
             (done.deliver)(commit.clone());
@@ -339,6 +437,12 @@ fn writer_loop(
             }
         }
     }
+}
+
+/// Changes whenever another connection commits (see [`RecentItems`]).
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))
 }
 
 /// Runs a statement without parameters from the statement cache (the writer runs these
@@ -545,7 +649,7 @@ impl RowWrite {
 
     /// Checks the write's condition: `Ok(None)` when it does not hold, else the current
     /// item an update applies to (a put needs none).
-    fn check(&self, conn: &Connection, now: i64) -> StoreResult<Option<Option<Item>>> {
+    fn check(&self, tx: &mut WriteTx<'_>, now: i64) -> StoreResult<Option<Option<Item>>> {
         let (pk, sk, condition) = match self {
             Self::Put {
                 condition: None, ..
@@ -560,7 +664,7 @@ impl RowWrite {
                 pk, sk, condition, ..
             } => (pk, sk, condition.as_ref()),
         };
-        let current = read_item(conn, pk, sk, now)?;
+        let current = tx.read(pk, sk, now)?;
         if condition.is_some_and(|c| !c.matches(current.as_ref())) {
             return Ok(None);
         }
@@ -571,7 +675,7 @@ impl RowWrite {
     }
 
     /// Writes the row; returns the item after an update (`None` for a put).
-    fn write(self, conn: &Connection, current: Option<Item>) -> StoreResult<Option<Item>> {
+    fn write(self, tx: &mut WriteTx<'_>, current: Option<Item>) -> StoreResult<Option<Item>> {
         match self {
             Self::Put {
                 pk,
@@ -580,13 +684,13 @@ impl RowWrite {
                 expires_at,
                 ..
             } => {
-                write_row(conn, &pk, &sk, &attrs, expires_at)?;
+                tx.put_row(&pk, &sk, &attrs, expires_at)?;
                 Ok(None)
             }
             Self::Update { pk, sk, ops, .. } => {
                 let mut item = current.unwrap_or_else(|| Item::new(pk, sk, Attrs::new()));
                 apply_update(&mut item, &ops);
-                write_item(conn, &item)?;
+                tx.put_item(&item)?;
                 Ok(Some(item))
             }
         }
@@ -658,12 +762,12 @@ impl ItemStore for SqliteItemStore {
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> StoreResult<()> {
         let attrs = encode_attrs(&item.attrs)?;
-        self.write(move |conn, now| {
+        self.write(move |tx, now| {
             if let Some(condition) = condition {
-                let current = read_item(conn, &item.pk, &item.sk, now)?;
+                let current = tx.read(&item.pk, &item.sk, now)?;
                 check(Some(&condition), current.as_ref())?;
             }
-            write_row(conn, &item.pk, &item.sk, &attrs, item.expires_at)
+            tx.put_row(&item.pk, &item.sk, &attrs, item.expires_at)
         })
         .await
     }
@@ -676,12 +780,12 @@ impl ItemStore for SqliteItemStore {
         condition: Option<Condition>,
     ) -> StoreResult<Item> {
         let (pk, sk, ops) = (pk.to_owned(), sk.to_owned(), ops.to_vec());
-        self.write(move |conn, now| {
-            let current = read_item(conn, &pk, &sk, now)?;
+        self.write(move |tx, now| {
+            let current = tx.read(&pk, &sk, now)?;
             check(condition.as_ref(), current.as_ref())?;
             let mut item = current.unwrap_or_else(|| Item::new(pk, sk, Attrs::new()));
             apply_update(&mut item, &ops);
-            write_item(conn, &item)?;
+            tx.put_item(&item)?;
             Ok(item)
         })
         .await
@@ -694,14 +798,11 @@ impl ItemStore for SqliteItemStore {
         condition: Option<Condition>,
     ) -> StoreResult<Option<Item>> {
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
-        self.write(move |conn, now| {
-            let current = read_item(conn, &pk, &sk, now)?;
+        self.write(move |tx, now| {
+            let current = tx.read(&pk, &sk, now)?;
             check(condition.as_ref(), current.as_ref())?;
             // Also removes an expired row, which callers already treat as absent.
-            conn.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
-                .db()?
-                .execute(rusqlite::params![pk, sk])
-                .db()?;
+            tx.delete(&pk, &sk)?;
             Ok(current)
         })
         .await
@@ -716,10 +817,10 @@ impl ItemStore for SqliteItemStore {
             .map(RowWrite::prepare)
             .collect::<StoreResult<Vec<_>>>()?;
         self.write_keeping(
-            move |conn, now| {
+            move |tx, now| {
                 let mut current = Vec::with_capacity(rows.len());
                 for (index, row) in rows.iter().enumerate() {
-                    match row.check(conn, now)? {
+                    match row.check(tx, now)? {
                         Some(item) => current.push(item),
                         None => return Ok(Transacted::ConditionFailed(index)),
                     }
@@ -727,7 +828,7 @@ impl ItemStore for SqliteItemStore {
                 let written = rows
                     .into_iter()
                     .zip(current)
-                    .map(|(row, current)| row.write(conn, current))
+                    .map(|(row, current)| row.write(tx, current))
                     .collect::<StoreResult<_>>()?;
                 Ok(Transacted::Written(written))
             },
@@ -769,8 +870,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn put(conn: &Connection, sk: &str) -> StoreResult<()> {
-        write_row(conn, "pk", sk, "{}", None)
+    fn put(tx: &mut WriteTx<'_>, sk: &str) -> StoreResult<()> {
+        tx.put_row("pk", sk, "{}", None)
     }
 
     fn count(path: &Path) -> i64 {
@@ -836,5 +937,20 @@ mod tests {
         ));
         assert!(last_answer.blocking_recv().unwrap().is_ok());
         assert_eq!(count(&path), 2);
+    }
+
+    #[tokio::test]
+    async fn an_update_sees_what_another_connection_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let ours = SqliteItemStore::open(&path, Arc::new(crate::SystemClock)).unwrap();
+        let theirs = SqliteItemStore::open(&path, Arc::new(crate::SystemClock)).unwrap();
+        let add = |n: i64| vec![UpdateOp::add("count", n)];
+        ours.update("pk", "sk", &add(1), None).await.unwrap();
+        // Our writer now holds the item decoded; another connection changes the row.
+        theirs.update("pk", "sk", &add(10), None).await.unwrap();
+        let item = ours.update("pk", "sk", &add(1), None).await.unwrap();
+        assert_eq!(item.attrs.get("count"), Some(&serde_json::json!(12)));
+        assert_eq!(ours.get("pk", "sk").await.unwrap(), Some(item));
     }
 }
