@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::sdk::ServiceSettings;
-use super::{lock, sha256_hex, Sightline};
+use super::{lock, Sightline};
 use crate::error::Result;
 use crate::events::{names, Audience};
 use crate::keys;
@@ -473,10 +474,14 @@ impl Sightline {
             .unwrap_or(self.config.max_variable_depth)
             .clamp(1, self.config.max_variable_depth);
         truncate_depth(&mut variables, max_depth, 0);
+        // The variables' length counts towards the payload's; it is measured at most once.
+        let mut variables_len = None;
         if let Some(limit) = bp.max_payload_bytes.filter(|l| *l > 0) {
-            let size = json_len(&variables) as i64;
-            if size > limit {
+            let size = json_len(&variables);
+            if size as i64 > limit {
                 variables = json!({"_truncated": true, "_payload_size": size, "_max_payload": limit, "_truncated_by": "payload_limit"});
+            } else {
+                variables_len = Some(size);
             }
         }
         let mut request_context = req.request_context;
@@ -486,24 +491,23 @@ impl Sightline {
         if let Some(er) = expression_results.as_mut() {
             flags.extend(scrubber.scrub_value(er, "expression_results"));
         }
-        let stack_trace = truncate_utf8(&req.stack_trace, self.config.max_stack_trace_bytes);
+        let stack_trace = truncate_utf8(req.stack_trace, self.config.max_stack_trace_bytes);
 
         let id = format!("{:012x}{}", now.max(0), &self.ids.random_hex128()[..20]);
-        // Built by moving the parts in: no deep copies of the variables.
-        let mut payload = Map::with_capacity(4);
-        payload.insert("variables".into(), variables);
-        payload.insert("stack_trace".into(), stack_trace.into());
-        payload.insert(
-            "request_context".into(),
-            request_context.unwrap_or(Value::Null),
-        );
-        payload.insert(
-            "expression_results".into(),
-            expression_results.unwrap_or(Value::Null),
-        );
-        let payload = Value::Object(payload);
-        let payload_bytes = json_len(&payload);
-        let lower = |s: Option<String>| s.map_or(Value::Null, |s| s.to_ascii_lowercase().into());
+        let payload = Payload {
+            variables,
+            stack_trace: stack_trace.into(),
+            request_context: request_context.unwrap_or(Value::Null),
+            expression_results: expression_results.unwrap_or(Value::Null),
+        };
+        let payload_bytes = payload.json_len(variables_len);
+        let payload = payload.into_value();
+        let lower = |s: Option<String>| {
+            s.map_or(Value::Null, |mut s| {
+                s.make_ascii_lowercase();
+                s.into()
+            })
+        };
         let mut summary = Map::with_capacity(16);
         for (name, value) in [
             ("id", Value::from(id.as_str())),
@@ -547,14 +551,15 @@ impl Sightline {
             .get("trace_id")
             .and_then(Value::as_str)
             .map(|trace_id| self.snapshot_trace_link(project, trace_id, summary.clone()));
-        let event_summary = snapshot_summary(&summary);
+        let event_summary = with_rfc3339_times(summary.clone());
         let mut item_attrs = summary;
         let mut blob = None;
         if payload_bytes > self.config.inline_payload_bytes {
             let key = keys::snapshot_blob(project, &bp.service_name, &bp.id, &id);
-            self.blobs
-                .put(&key, payload.to_string().into_bytes(), false)
-                .await?;
+            let mut text = Vec::with_capacity(payload_bytes);
+            // Writing a value to a `Vec` cannot fail.
+            let _ = serde_json::to_writer(&mut text, &payload);
+            self.blobs.put(&key, text, false).await?;
             item_attrs.insert("payload_blob".into(), key.as_str().into());
             blob = Some(key);
         } else {
@@ -596,11 +601,17 @@ impl Sightline {
 }
 
 /// The idempotency marker of a capture: the client's key, or breakpoint + time + content.
+/// The parts are fed to the digest as they are written, so no text is built.
 fn dedup_key(bp_id: &str, req: &CaptureRequest) -> String {
+    let mut digest = DigestWriter(Sha256::new());
     match &req.idempotency_key {
-        Some(k) => sha256_hex(format!("{bp_id}\0key\0{k}").as_bytes()),
+        Some(k) => {
+            for part in [bp_id, "\0key\0", k] {
+                digest.0.update(part);
+            }
+        }
         None => {
-            // The same text as a JSON array of these parts, written without copying them.
+            // The JSON array of these parts, written without copying them.
             let content = (
                 &req.variables,
                 &req.stack_trace,
@@ -608,11 +619,26 @@ fn dedup_key(bp_id: &str, req: &CaptureRequest) -> String {
                 &req.trace_id,
                 &req.span_id,
             );
-            let mut text = format!("{bp_id}\0{}\0", req.captured_at_raw).into_bytes();
-            // Writing values to a `Vec` cannot fail.
-            let _ = serde_json::to_writer(&mut text, &content);
-            sha256_hex(&text)
+            for part in [bp_id, "\0", &req.captured_at_raw, "\0"] {
+                digest.0.update(part);
+            }
+            // Writing values to a digest cannot fail.
+            let _ = serde_json::to_writer(&mut digest, &content);
         }
+    }
+    hex::encode(digest.0.finalize())
+}
+
+/// Hashes what is written to it.
+struct DigestWriter(Sha256);
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -659,6 +685,39 @@ fn json_len(v: &Value) -> usize {
     // Writing a `Value` to an infallible writer cannot fail.
     let _ = serde_json::to_writer(&mut count, v);
     count.0
+}
+
+/// A snapshot's payload, stored as a JSON object with these members in this order.
+struct Payload {
+    variables: Value,
+    stack_trace: Value,
+    request_context: Value,
+    expression_results: Value,
+}
+
+impl Payload {
+    /// The object's text without its values.
+    const FRAME: &'static str =
+        r#"{"variables":,"stack_trace":,"request_context":,"expression_results":}"#;
+
+    /// Length of the object's compact JSON text; `variables_len` when already measured.
+    fn json_len(&self, variables_len: Option<usize>) -> usize {
+        Self::FRAME.len()
+            + variables_len.unwrap_or_else(|| json_len(&self.variables))
+            + json_len(&self.stack_trace)
+            + json_len(&self.request_context)
+            + json_len(&self.expression_results)
+    }
+
+    /// The object, built by moving the parts in: no deep copies of the variables.
+    fn into_value(self) -> Value {
+        let mut m = Map::with_capacity(4);
+        m.insert("variables".into(), self.variables);
+        m.insert("stack_trace".into(), self.stack_trace);
+        m.insert("request_context".into(), self.request_context);
+        m.insert("expression_results".into(), self.expression_results);
+        Value::Object(m)
+    }
 }
 
 /// The conditional update that takes a capture slot: counts the capture against
@@ -735,9 +794,9 @@ fn truncate_child(child: &mut Value, max: i64, depth: i64) {
     }
 }
 
-fn truncate_utf8(s: &str, max: usize) -> String {
+fn truncate_utf8(s: String, max: usize) -> String {
     if s.len() <= max {
-        return s.to_owned();
+        return s;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
@@ -748,12 +807,23 @@ fn truncate_utf8(s: &str, max: usize) -> String {
 
 /// The list form of a stored snapshot (no payload), times as RFC 3339.
 pub(super) fn snapshot_summary(a: &Map<String, Value>) -> Value {
-    let mut m = a.clone();
-    m.remove("payload");
-    m.remove("payload_blob");
-    for k in ["captured_at", "received_at"] {
-        if let Some(ms) = m.get(k).and_then(Value::as_i64) {
-            m.insert(k.into(), format_ms(ms).into());
+    // Copies all but the payload: a clone would copy the payload too, only to drop it.
+    let m = a
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "payload" | "payload_blob"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    with_rfc3339_times(m)
+}
+
+/// Replaces the Unix-millisecond times of a snapshot's attributes with RFC 3339 text, in
+/// place (no key is looked up or inserted again).
+fn with_rfc3339_times(mut m: Map<String, Value>) -> Value {
+    for (k, v) in m.iter_mut() {
+        if matches!(k.as_str(), "captured_at" | "received_at") {
+            if let Some(ms) = v.as_i64() {
+                *v = format_ms(ms).into();
+            }
         }
     }
     Value::Object(m)
@@ -771,5 +841,94 @@ mod tests {
             v,
             json!({"nested": {"a": {"_truncated": true, "_depth": 2, "_length": 3}}, "top": 1})
         );
+    }
+
+    fn request(body: Value) -> CaptureRequest {
+        CaptureRequest::from_value(body).unwrap_or_else(|e| panic!("valid request: {e}"))
+    }
+
+    #[test]
+    fn dedup_key_hashes_the_same_text_as_before_streaming() {
+        let keyed = request(json!({"breakpoint_id": "b1", "idempotency_key": "k-1"}));
+        assert_eq!(
+            dedup_key("b1", &keyed),
+            super::super::sha256_hex("b1\0key\0k-1".as_bytes())
+        );
+        let body = json!({
+            "breakpoint_id": "b1",
+            "variables": {"é": "\"quoted\"\n", "n": [1, 2.5, null, true]},
+            "stack_trace": "at main",
+            "trace_id": "ABC",
+            "captured_at": "2026-01-01T00:00:00Z",
+        });
+        let content = request(body.clone());
+        let text = format!(
+            "b1\0{}\0{}",
+            content.captured_at_raw,
+            json!([
+                content.variables,
+                content.stack_trace,
+                content.expression_results,
+                content.trace_id,
+                content.span_id
+            ])
+        );
+        assert_eq!(
+            dedup_key("b1", &content),
+            super::super::sha256_hex(text.as_bytes())
+        );
+        assert_eq!(dedup_key("b1", &content), dedup_key("b1", &request(body)));
+        let other = request(json!({"breakpoint_id": "b1", "variables": {"n": 2}}));
+        assert_ne!(dedup_key("b1", &content), dedup_key("b1", &other));
+    }
+
+    #[test]
+    fn payload_length_is_the_length_of_its_text() {
+        let payloads = [
+            Payload {
+                variables: json!({"s": "tab\t \u{1} \"q\" \\ é 😀", "f": [0.1, -2.5e-8, 1e300], "i": -7}),
+                stack_trace: "line 1\nline 2".into(),
+                request_context: json!({"headers": {"A": "b"}}),
+                expression_results: Value::Null,
+            },
+            Payload {
+                variables: json!({}),
+                stack_trace: "".into(),
+                request_context: Value::Null,
+                expression_results: json!({"x > 1": true}),
+            },
+        ];
+        for p in payloads {
+            let vars_len = serde_json::to_vec(&p.variables).map(|v| v.len()).ok();
+            let measured = p.json_len(None);
+            assert_eq!(p.json_len(vars_len), measured);
+            let text = serde_json::to_vec(&p.into_value()).unwrap_or_default();
+            assert_eq!(measured, text.len());
+        }
+    }
+
+    #[test]
+    fn summary_leaves_out_the_payload_and_formats_times() {
+        let attrs = json!({
+            "id": "s1",
+            "payload": {"variables": {"a": 1}},
+            "captured_at": 0,
+            "payload_blob": "k",
+            "received_at": 1_000,
+            "label": "l",
+        });
+        let Value::Object(attrs) = attrs else {
+            unreachable!()
+        };
+        let summary = snapshot_summary(&attrs);
+        assert_eq!(
+            summary,
+            json!({"id": "s1", "captured_at": "1970-01-01T00:00:00.000Z", "received_at": "1970-01-01T00:00:01.000Z", "label": "l"})
+        );
+        let keys: Vec<_> = summary
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["id", "captured_at", "received_at", "label"]);
     }
 }
