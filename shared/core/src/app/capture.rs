@@ -88,7 +88,7 @@ impl Sightline {
                 Err(e) => return Err(e),
             }
         }
-        Ok(json!({"results": results}))
+        Ok(object([("results", Value::Array(results))]))
     }
 
     /// Resolves the breakpoint and service settings (cached), checks kill switch, activity
@@ -177,11 +177,12 @@ impl Sightline {
         if bp.max_captures > 0 && bp.capture_count >= bp.max_captures {
             self.disable_exhausted(project, &bp).await?;
         }
+        let breakpoint = json!({"id": bp.id, "capture_count": bp.capture_count, "max_captures": bp.max_captures});
         self.publish(
             project,
             &service,
             names::SNAPSHOT_CAPTURED,
-            json!({"snapshot": summary, "breakpoint": {"id": bp.id, "capture_count": bp.capture_count, "max_captures": bp.max_captures}}),
+            object([("snapshot", summary), ("breakpoint", breakpoint)]),
             Audience::Dashboard,
         );
         Ok(CaptureOutcome::Stored {
@@ -640,6 +641,16 @@ impl std::io::Write for DigestWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// A JSON object built by moving `members` in: `json!` copies every value it is given.
+fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 /// Evaluates `f` on what a condition sees: the variables, plus `request` (the request
