@@ -456,10 +456,11 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// writer keeps appending while it copies, so the WAL is never fully copied and would only
 /// grow. Past [`WAL_RESTART_PAGES`] the thread therefore checkpoints again at once, each
 /// round copying only what the writer appended during the one before, until a round finds
-/// at most [`WAL_TAIL_PAGES`] new frames; only then is the writer asked to copy the rest
-/// between two groups, so the WAL starts over at its next commit. The writer's share is
-/// then a few frames and the checkpoint's two fsyncs, not everything appended during a
-/// full round (which stalled every queued write for 10–20 ms).
+/// at most [`WAL_TAIL_PAGES`] new frames (or [`CATCH_UP_ROUNDS`] have run); only then is
+/// the writer asked to copy the rest between two groups, so the WAL starts over at its
+/// next commit. The writer's share is then a few frames and the checkpoint's two fsyncs,
+/// not everything appended during a full round (which stalled every queued write for
+/// 10–20 ms).
 fn checkpoint_loop(
     conn: &Connection,
     stop: &std::sync::mpsc::Receiver<()>,
@@ -479,19 +480,23 @@ fn checkpoint_loop(
         if wal_pages <= WAL_RESTART_PAGES {
             continue;
         }
+        let mut started_over = false;
         for _ in 0..CATCH_UP_ROUNDS {
             let Ok(now_pages) = passive() else {
                 break;
             };
             if now_pages < wal_pages {
-                break; // the WAL started over meanwhile
+                started_over = true;
+                break;
             }
             let appended = now_pages - wal_pages;
             wal_pages = now_pages;
             if appended <= WAL_TAIL_PAGES {
-                finish_checkpoint.store(true, Ordering::Relaxed);
                 break;
             }
+        }
+        if !started_over {
+            finish_checkpoint.store(true, Ordering::Relaxed);
         }
     }
 }
