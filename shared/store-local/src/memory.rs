@@ -19,6 +19,12 @@ use sightline_core::ports::paging::{plan, Pager};
 /// Partition key -> sort key -> item. Expired items stay until swept but are never visible.
 type Partitions = BTreeMap<String, BTreeMap<String, Stored>>;
 
+thread_local! {
+    /// Each thread's serialisation buffer, kept between puts: a put's text is written
+    /// without regrowing a buffer, then copied once into an allocation of its size.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// An item as kept. One written whole is kept as its attributes' JSON text: copying it in
 /// from a borrowed write is one serialisation into one string, where a copy of the tree
 /// allocates every key and value (a 2 KB snapshot is ~30 KB of tree) and freeing it later
@@ -27,7 +33,8 @@ type Partitions = BTreeMap<String, BTreeMap<String, Stored>>;
 /// updated is kept as a tree, so its counters change in place.
 enum Stored {
     Text {
-        attrs: Box<str>,
+        /// JSON text.
+        attrs: Box<[u8]>,
         expires_at: Option<i64>,
     },
     Tree(Item),
@@ -35,11 +42,14 @@ enum Stored {
 
 impl Stored {
     fn text(item: &Item) -> StoreResult<Self> {
-        let attrs = serde_json::to_string(&item.attrs)
-            .map_err(|e| StoreError::Backend(format!("item not serialisable: {e}")))?;
-        Ok(Self::Text {
-            attrs: attrs.into_boxed_str(),
-            expires_at: item.expires_at,
+        SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, &item.attrs)
+                .map_err(|e| StoreError::Backend(format!("item not serialisable: {e}")))?;
+            Ok(Self::Text {
+                attrs: Box::from(buf.as_slice()),
+                expires_at: item.expires_at,
+            })
         })
     }
 
@@ -54,7 +64,7 @@ impl Stored {
     fn item(&self, pk: &str, sk: &str) -> StoreResult<Cow<'_, Item>> {
         match self {
             Self::Text { attrs, expires_at } => {
-                let attrs: Attrs = serde_json::from_str(attrs)
+                let attrs: Attrs = serde_json::from_slice(attrs)
                     .map_err(|e| StoreError::Backend(format!("stored item unreadable: {e}")))?;
                 Ok(Cow::Owned(Item::new(pk, sk, attrs).with_ttl(*expires_at)))
             }
