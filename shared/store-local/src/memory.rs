@@ -19,6 +19,9 @@ use sightline_core::ports::paging::{plan, Pager};
 /// Partition key -> sort key -> item. Expired items stay until swept but are never visible.
 type Partitions = BTreeMap<String, BTreeMap<String, Stored>>;
 
+/// Largest serialisation buffer a thread keeps between puts.
+const SCRATCH_KEPT: usize = 1 << 20;
+
 thread_local! {
     /// Each thread's serialisation buffer, kept between puts: a put's text is written
     /// without regrowing a buffer, then copied once into an allocation of its size.
@@ -44,10 +47,14 @@ impl Stored {
     fn text(item: &Item) -> StoreResult<Self> {
         SCRATCH.with_borrow_mut(|buf| {
             buf.clear();
-            serde_json::to_writer(&mut *buf, &item.attrs)
-                .map_err(|e| StoreError::Backend(format!("item not serialisable: {e}")))?;
+            let written = serde_json::to_writer(&mut *buf, &item.attrs);
+            let attrs = Box::from(buf.as_slice());
+            if buf.capacity() > SCRATCH_KEPT {
+                *buf = Vec::new();
+            }
+            written.map_err(|e| StoreError::Backend(format!("item not serialisable: {e}")))?;
             Ok(Self::Text {
-                attrs: Box::from(buf.as_slice()),
+                attrs,
                 expires_at: item.expires_at,
             })
         })
