@@ -655,28 +655,37 @@ impl RowWrite {
     /// Checks the write's condition: `Ok(None)` when it does not hold, else the current
     /// item an update applies to (a put needs none).
     fn check(&self, tx: &mut WriteTx<'_>, now: i64) -> StoreResult<Option<Option<Item>>> {
-        let (pk, sk, condition) = match self {
+        Ok(match self {
             Self::Put {
                 condition: None, ..
-            } => return Ok(Some(None)),
+            } => Some(None),
             Self::Put {
                 pk,
                 sk,
                 condition: Some(condition),
                 ..
-            } => (pk, sk, Some(condition)),
+            } => {
+                let current = tx.read(pk, sk, now)?;
+                condition.matches(current.as_ref()).then_some(None)
+            }
             Self::Update {
                 pk, sk, condition, ..
-            } => (pk, sk, condition.as_ref()),
-        };
-        let current = tx.read(pk, sk, now)?;
-        if condition.is_some_and(|c| !c.matches(current.as_ref())) {
-            return Ok(None);
+            } => {
+                let current = tx.read(pk, sk, now)?;
+                let holds = condition
+                    .as_ref()
+                    .is_none_or(|c| c.matches(current.as_ref()));
+                holds.then_some(current)
+            }
+        })
+    }
+
+    /// [`Self::check`], then [`Self::write`]: `Ok(None)` when the condition does not hold.
+    fn apply(self, tx: &mut WriteTx<'_>, now: i64) -> StoreResult<Option<Option<Item>>> {
+        match self.check(tx, now)? {
+            Some(current) => self.write(tx, current).map(Some),
+            None => Ok(None),
         }
-        Ok(Some(match self {
-            Self::Put { .. } => None,
-            Self::Update { .. } => current,
-        }))
     }
 
     /// Writes the row; returns the item after an update (`None` for a put).
@@ -699,13 +708,6 @@ impl RowWrite {
                 Ok(Some(item))
             }
         }
-    }
-}
-
-fn check(condition: Option<&Condition>, current: Option<&Item>) -> StoreResult<()> {
-    match condition {
-        Some(c) if !c.matches(current) => Err(StoreError::ConditionFailed),
-        _ => Ok(()),
     }
 }
 
@@ -766,13 +768,16 @@ impl ItemStore for SqliteItemStore {
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> StoreResult<()> {
-        let attrs = encode_attrs(&item.attrs)?;
-        self.write(move |tx, now| {
-            if let Some(condition) = condition {
-                let current = tx.read(&item.pk, &item.sk, now)?;
-                check(Some(&condition), current.as_ref())?;
-            }
-            tx.put_row(&item.pk, &item.sk, &attrs, item.expires_at)
+        let row = RowWrite::Put {
+            attrs: encode_attrs(&item.attrs)?,
+            pk: item.pk,
+            sk: item.sk,
+            expires_at: item.expires_at,
+            condition,
+        };
+        self.write(move |tx, now| match row.apply(tx, now)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::ConditionFailed),
         })
         .await
     }
@@ -784,14 +789,15 @@ impl ItemStore for SqliteItemStore {
         ops: &[UpdateOp],
         condition: Option<Condition>,
     ) -> StoreResult<Item> {
-        let (pk, sk, ops) = (pk.to_owned(), sk.to_owned(), ops.to_vec());
-        self.write(move |tx, now| {
-            let current = tx.read(&pk, &sk, now)?;
-            check(condition.as_ref(), current.as_ref())?;
-            let mut item = current.unwrap_or_else(|| Item::new(pk, sk, Attrs::new()));
-            apply_update(&mut item, &ops);
-            tx.put_item(&item)?;
-            Ok(item)
+        let row = RowWrite::Update {
+            pk: pk.to_owned(),
+            sk: sk.to_owned(),
+            ops: ops.to_vec(),
+            condition,
+        };
+        self.write(move |tx, now| match row.apply(tx, now)? {
+            Some(Some(item)) => Ok(item),
+            _ => Err(StoreError::ConditionFailed),
         })
         .await
     }
@@ -805,7 +811,9 @@ impl ItemStore for SqliteItemStore {
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
         self.write(move |tx, now| {
             let current = tx.read(&pk, &sk, now)?;
-            check(condition.as_ref(), current.as_ref())?;
+            if condition.is_some_and(|c| !c.matches(current.as_ref())) {
+                return Err(StoreError::ConditionFailed);
+            }
             // Also removes an expired row, which callers already treat as absent.
             tx.delete(&pk, &sk)?;
             Ok(current)
