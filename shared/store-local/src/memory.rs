@@ -19,15 +19,6 @@ use sightline_core::ports::paging::{plan, Pager};
 /// Partition key -> sort key -> item. Expired items stay until swept but are never visible.
 type Partitions = BTreeMap<String, BTreeMap<String, Stored>>;
 
-/// Largest serialisation buffer a thread keeps between puts.
-const SCRATCH_KEPT: usize = 1 << 20;
-
-thread_local! {
-    /// Each thread's serialisation buffer, kept between puts: a put's text is written
-    /// without regrowing a buffer, then copied once into an allocation of its size.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// An item as kept. One written whole is kept as its attributes' JSON text: copying it in
 /// from a borrowed write is one serialisation into one string, where a copy of the tree
 /// allocates every key and value (a 2 KB snapshot is ~30 KB of tree) and freeing it later
@@ -45,18 +36,11 @@ enum Stored {
 
 impl Stored {
     fn text(item: &Item) -> StoreResult<Self> {
-        SCRATCH.with_borrow_mut(|buf| {
-            buf.clear();
-            let written = serde_json::to_writer(&mut *buf, &item.attrs);
-            let attrs = Box::from(buf.as_slice());
-            if buf.capacity() > SCRATCH_KEPT {
-                *buf = Vec::new();
-            }
-            written.map_err(|e| StoreError::Backend(format!("item not serialisable: {e}")))?;
-            Ok(Self::Text {
-                attrs,
-                expires_at: item.expires_at,
-            })
+        let attrs = serde_json::to_vec(&item.attrs)
+            .map_err(|e| StoreError::Backend(format!("item not serialisable: {e}")))?;
+        Ok(Self::Text {
+            attrs: attrs.into_boxed_slice(),
+            expires_at: item.expires_at,
         })
     }
 
