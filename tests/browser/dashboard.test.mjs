@@ -67,6 +67,20 @@ async function shots(name) {
   await page.setViewportSize(DESKTOP);
 }
 
+/**
+ * Polls a predicate in the page until it holds. Playwright's waitForFunction re-runs its
+ * predicate through eval after the first try, which the dashboard's CSP (no 'unsafe-eval')
+ * refuses; page.evaluate is not subject to the page's CSP.
+ */
+async function waitInPage(predicate, arg, { timeout = 15000 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await page.evaluate(predicate, arg)) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${predicate}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function apiCall(path, { method = 'GET', body } = {}) {
   const res = await fetch(`${URL_}${path}`, {
     method, headers: { 'X-API-Key': KEY, 'Content-Type': 'application/json' }, body: body && JSON.stringify(body),
@@ -231,7 +245,7 @@ test('a breakpoint set from the Code page on a line from an OTLP trace fires thr
   await count.waitFor();
   assert.match(await count.textContent(), /^1 \/ 20/);
   await shop.send(order(70));
-  await page.waitForFunction((id) => /^2 \//.test(document.querySelector(`tr[data-breakpoint="${id}"] [data-count]`)?.textContent || ''), bp.id, { timeout: 15000 });
+  await waitInPage((id) => /^2 \//.test(document.querySelector(`tr[data-breakpoint="${id}"] [data-count]`)?.textContent || ''), bp.id, { timeout: 15000 });
   await shots('06-breakpoints');
 });
 
@@ -260,7 +274,7 @@ test('the kill switch stops captures, live on the Services page', async () => {
   await page.goto(`${URL_}/services`);
   const card = page.locator(`[data-service="${SERVICE}"]`);
   await card.waitFor();
-  await page.waitForFunction((s) => /[1-9]\d* SDKs? connected/.test(document.querySelector(`[data-service="${s}"] [data-sdks]`)?.textContent || ''), SERVICE, { timeout: 15000 });
+  await waitInPage((s) => /[1-9]\d* SDKs? connected/.test(document.querySelector(`[data-service="${s}"] [data-sdks]`)?.textContent || ''), SERVICE, { timeout: 15000 });
   await shots('09-services');
   await card.locator('[data-kill]').click();
   await page.waitForSelector('dialog.confirm[open]');
@@ -368,7 +382,7 @@ test('breakpoints: disable, edit every limit, delete', async () => {
   const row = page.locator(`tr[data-breakpoint="${bp.id}"]`);
   await row.waitFor();
   await row.locator('[data-toggle]').uncheck();
-  await page.waitForFunction(async (id) => (await (await fetch(`/api/breakpoints/${id}`)).json()).enabled === false, bp.id);
+  await waitInPage(async (id) => (await (await fetch(`/api/breakpoints/${id}`)).json()).enabled === false, bp.id);
   await row.locator('[data-edit]').click();
   await page.waitForSelector('#bp-dialog');
   await page.selectOption('#bp-mode', 'logpoint');
@@ -390,7 +404,7 @@ test('breakpoints: disable, edit every limit, delete', async () => {
   assert.equal(saved.max_payload_bytes, 4096);
   assert.equal(saved.enabled, true);
   assert.ok(Math.abs(new Date(saved.expire_at) - Date.now() - 3600e3) < 120e3, 'expires in an hour');
-  await page.waitForFunction((id) => /logpoint/.test(document.querySelector(`tr[data-breakpoint="${id}"]`)?.textContent || ''), bp.id);
+  await waitInPage((id) => /logpoint/.test(document.querySelector(`tr[data-breakpoint="${id}"]`)?.textContent || ''), bp.id);
   await row.locator('[data-delete]').click();
   await page.click('dialog.confirm button[value="ok"]');
   await row.waitFor({ state: 'detached' });
