@@ -12,7 +12,8 @@
 //! the machine).
 //!
 //! `capture` first creates an unlimited breakpoint through the admin API and sends
-//! distinct ~2 KB snapshots (unique `idempotency_key`, trace and span ids); `poll` sends
+//! distinct ~2 KB snapshots as an SDK sends them (the current `captured_at`, a unique
+//! `idempotency_key`, random-looking trace and span ids); `poll` sends
 //! `GET /sdk/snapshots/active/{service}`.
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 use sightline_benches::{breakpoint_body, capture_body, FUNCTION, LABEL, SERVICE};
+use sightline_core::timefmt::format_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -129,7 +131,7 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
             let bp_id = create_breakpoint(&client, &base, &args.key).await?;
             let mut body = capture_body(&bp_id, 0);
             if let Value::Object(m) = &mut body {
-                for k in ["idempotency_key", "trace_id", "span_id"] {
+                for k in ["idempotency_key", "trace_id", "span_id", "captured_at"] {
                     m.remove(k);
                 }
             }
@@ -332,16 +334,34 @@ async fn worker(
     stats
 }
 
+/// SplitMix64's finaliser: distinct inputs give distinct, evenly spread outputs.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Sends one request and reads the whole response; the status, or a transport error kind.
 async fn send(shared: &Shared) -> Result<u16, &'static str> {
     let req = match shared.mode {
         Mode::Capture => {
             let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
             let pid = std::process::id();
+            // As from an SDK: the capture time, and trace and span ids that look random.
+            let captured_at = format_ms(unix_ms());
+            let id = (u64::from(pid) << 40) ^ seq;
             let body = format!(
-                "{{\"idempotency_key\":\"lg-{pid}-{seq:x}\",\"trace_id\":\"{pid:08x}00000000{:016x}\",\"span_id\":\"{:016x}\",{}",
-                seq + 1,
-                seq + 1,
+                "{{\"idempotency_key\":\"lg-{pid}-{seq:x}\",\"captured_at\":\"{captured_at}\",\"trace_id\":\"{:016x}{:016x}\",\"span_id\":\"{:016x}\",{}",
+                mix(id),
+                mix(!id),
+                mix(id ^ 0x5bd1_e995),
                 shared.body_tail
             );
             shared
