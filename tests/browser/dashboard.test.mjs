@@ -264,6 +264,7 @@ test('the snapshot shows its variables, redactions and stack, and links to its t
   await shots('07-snapshot-detail');
   await page.click('#trace-link');
   await page.waitForSelector('#waterfall .wf-row');
+  assert.match(page.url(), /[?&]at=/, 'the link carries the capture time, which finds the snapshots of the trace');
   assert.ok(await page.locator('#waterfall .wf-row').count() >= 4, 'the spans of the request');
   assert.ok(await page.locator('#waterfall [data-snapshot-marker]').count() >= 1, 'a marker where the snapshot was captured');
   assert.match(await page.textContent('#span-detail'), /price_order/, 'the captured span is selected');

@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use prost::Message;
 use serde_json::{json, Value};
+use sightline_core::timefmt::format_ms;
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
 
@@ -229,10 +230,15 @@ async fn protobuf_spans_are_stored_indexed_and_queryable() {
     assert_eq!(bp["function_name"], "place_order");
     assert_eq!(bp["label"], "place_order");
 
-    // A snapshot captured in the trace is linked both ways.
+    // A snapshot captured in the trace is linked both ways, also when the capturing
+    // host's clock is behind the spans' by most of a minute.
+    let skewed = format_ms(i64::try_from(now_ns() / 1_000_000).unwrap() - 55_000);
     let (status, stored) = s
-        .post("/sdk/snapshots/capture", json!({"breakpoint_id": bp["id"], "service_name": "shop", "variables": {"qty": 0},
-            "trace_id": TRACE, "span_id": "eee19b7ec3c1b174", "captured_at": "2026-11-22T12:00:00Z"}))
+        .post(
+            "/sdk/snapshots/capture",
+            json!({"breakpoint_id": bp["id"], "service_name": "shop", "variables": {"qty": 0},
+            "trace_id": TRACE, "span_id": "eee19b7ec3c1b174", "captured_at": skewed}),
+        )
         .await;
     assert_eq!(status, 201, "{stored}");
     let (_, snap) = s
@@ -245,8 +251,67 @@ async fn protobuf_spans_are_stored_indexed_and_queryable() {
         (snap["trace_id"].as_str(), snap["span_id"].as_str()),
         (Some(TRACE), Some("eee19b7ec3c1b174"))
     );
+    // Another trace's snapshot in the same minute and partition (same first two hex
+    // digits) is not listed.
+    let (status, other) = s
+        .post("/sdk/snapshots/capture", json!({"breakpoint_id": bp["id"], "service_name": "shop", "variables": {"qty": 1},
+            "trace_id": format!("{}0000000000000000000000000000", &TRACE[..4]), "captured_at": skewed}))
+        .await;
+    assert_eq!(status, 201, "{other}");
     let (_, detail) = s.get(&format!("/api/traces/{TRACE}")).await;
-    assert_eq!(detail["snapshots"][0]["id"], stored["id"]);
+    let ids: Vec<&Value> = detail["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["id"])
+        .collect();
+    assert_eq!(ids, [&stored["id"]], "{detail}");
+}
+
+/// A trace whose spans never arrived has no times to search by: the snapshot's
+/// `captured_at` (`?at=`) finds it, as the dashboard's link from a snapshot passes it.
+#[tokio::test]
+async fn a_trace_known_only_from_its_snapshots_is_found_by_time() {
+    let s = Server::start();
+    let (status, bp) = s
+        .post(
+            "/api/breakpoints",
+            json!({"service_name": "shop", "file_path": "/srv/shop/orders.py", "line_number": 7}),
+        )
+        .await;
+    assert_eq!(status, 201, "{bp}");
+    let trace = "ab".repeat(16);
+    let (status, stored) = s
+        .post("/sdk/snapshots/capture", json!({"breakpoint_id": bp["id"], "service_name": "shop",
+            "variables": {}, "trace_id": trace.to_uppercase(), "captured_at": "2026-03-01T10:00:59.900Z"}))
+        .await;
+    assert_eq!(status, 201, "{stored}");
+
+    let (status, err) = s.get(&format!("/api/traces/{trace}")).await;
+    assert_eq!(status, 404, "{err}");
+    // A minute boundary lies between the time given and the capture: both minutes are read.
+    for at in [
+        "2026-03-01T10:00:59.900Z",
+        "2026-03-01T10:01:30Z",
+        "2026-03-01T09:59:59.900Z",
+    ] {
+        let (status, found) = s.get(&format!("/api/traces/{trace}?at={at}")).await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(
+            found["snapshots"][0]["id"], stored["id"],
+            "at {at}: {found}"
+        );
+        assert_eq!(found["spans"], json!([]));
+    }
+    let (status, _) = s
+        .get(&format!("/api/traces/{trace}?at=2026-03-01T10:03:00Z"))
+        .await;
+    assert_eq!(status, 404, "two minutes later is outside the slack");
+    let (status, err) = s.get(&format!("/api/traces/{trace}?at=yesterday")).await;
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (400, &json!("invalid_query"))
+    );
 }
 
 #[tokio::test]

@@ -82,9 +82,21 @@ pub fn traces(project: &str) -> String {
 }
 
 /// One trace: `SUMMARY` (→ its list sort key), `BATCH#{id}` (spans of one ingest
-/// request), `SNAP#{snapshot_id}` (snapshots captured in the trace).
+/// request); `SNAP#{snapshot_id}` links from before [`trace_snapshots`] are still read.
 pub fn trace(project: &str, trace_id: &str) -> String {
     format!("P#{project}#T#{trace_id}")
+}
+
+/// Snapshots captured in traces, by the minute of capture and the trace id's first two
+/// characters (256 partitions a minute for hex ids); sk = snapshot id, which sorts by
+/// receive time. A capture thus appends its link near the end of a few partitions
+/// instead of inserting it at a random place in the key order (the trace's own
+/// partition), which an ordered store pays for with a page write and a scattered page
+/// per capture. A trace lookup reads the minutes around the trace, filtered by trace id.
+pub fn trace_snapshots(project: &str, trace_id: &str, captured_at_ms: i64) -> String {
+    let shard = trace_id.get(..2).unwrap_or_default();
+    let minute = captured_at_ms.div_euclid(60_000);
+    format!("P#{project}#TS#{minute}#{shard}")
 }
 
 pub const TRACE_SUMMARY_SK: &str = "SUMMARY";

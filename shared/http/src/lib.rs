@@ -434,12 +434,21 @@ async fn list_traces(
     Ok(Json(s.app.list_traces(&p, filter).await?))
 }
 
+/// `?at=`: a time in the trace, to find its snapshots when its spans never arrived.
+#[derive(Deserialize)]
+struct TraceLookupQuery {
+    at: Option<String>,
+}
+
 async fn get_trace(
     State(s): State<AppState>,
     AdminAuth(p): AdminAuth,
     Path(id): Path<String>,
+    q: Result<Query<TraceLookupQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(s.app.get_trace(&p, &id).await?))
+    let Query(q) = q.map_err(|e| Error::bad_request("invalid_query", e.body_text()))?;
+    let at = time_param("at", q.at)?;
+    Ok(Json(s.app.get_trace(&p, &id, at).await?))
 }
 
 #[derive(Deserialize)]

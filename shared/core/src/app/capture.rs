@@ -16,8 +16,6 @@ use crate::ports::{CmpOp, Condition, Item, Query, StoreError, Transacted, Update
 use crate::timefmt::format_ms;
 use crate::wire::CaptureRequest;
 
-/// How long a capture's idempotency marker is kept.
-const DEDUP_TTL_SECS: i64 = 24 * 3600;
 /// Positions in a capture's transaction: the duplicate marker, then the capture slot.
 const DEDUP_WRITE: usize = 0;
 const SLOT_WRITE: usize = 1;
@@ -203,8 +201,11 @@ impl Sightline {
         trace_link: Option<Item>,
         now: i64,
     ) -> Result<std::result::Result<Arc<Breakpoint>, (DropReason, String)>> {
-        let ttl = self.now_secs() + DEDUP_TTL_SECS;
-        let marker = Item::new(keys::dedup(project), dedup_key, Map::new()).with_ttl(Some(ttl));
+        // The marker lives as long as its snapshot: a resend of a stored snapshot stays a
+        // duplicate while it is kept, and the three items of a capture expire together
+        // (an ordered store keeps their expiry entries side by side).
+        let marker =
+            Item::new(keys::dedup(project), dedup_key, Map::new()).with_ttl(snapshot.expires_at);
         let mut writes = vec![
             Write::Put {
                 item: marker,
@@ -548,10 +549,18 @@ impl Sightline {
         ] {
             summary.insert(name.into(), value);
         }
+        let expires = now / 1000 + self.config.snapshot_retention_secs;
+        let captured_at = summary
+            .get("captured_at")
+            .and_then(Value::as_i64)
+            .unwrap_or(now);
         let trace_link = summary
             .get("trace_id")
             .and_then(Value::as_str)
-            .map(|trace_id| self.snapshot_trace_link(project, trace_id, summary.clone()));
+            .map(|trace_id| {
+                Self::snapshot_trace_link(project, trace_id, captured_at, summary.clone())
+                    .with_ttl(Some(expires))
+            });
         let event_summary = with_rfc3339_times(summary.clone());
         let mut item_attrs = summary;
         let mut blob = None;
@@ -566,7 +575,6 @@ impl Sightline {
         } else {
             item_attrs.insert("payload".into(), payload);
         }
-        let expires = now / 1000 + self.config.snapshot_retention_secs;
         Ok(PreparedSnapshot {
             item: Item::new(keys::snapshots(project), id.clone(), item_attrs)
                 .with_ttl(Some(expires)),
@@ -601,9 +609,29 @@ impl Sightline {
     }
 }
 
-/// The idempotency marker of a capture: the client's key, or breakpoint + time + content.
-/// The parts are fed to the digest as they are written, so no text is built.
+/// The idempotency marker of a capture: `{captured_at}#{digest}`, the digest of the
+/// client's key, or of breakpoint + time + content. A resend carries the same
+/// `captured_at`, so the prefix finds it again; it makes markers arrive in about time
+/// order, so an ordered store appends them instead of writing a random page of its key
+/// index for each capture. The parts are fed to the digest as they are written, so no text
+/// is built.
 fn dedup_key(bp_id: &str, req: &CaptureRequest) -> String {
+    format!(
+        "{}#{}",
+        dedup_time_prefix(req.captured_at),
+        dedup_digest(bp_id, req)
+    )
+}
+
+/// `captured_at` in ms, zero-padded so markers sort by it; `-` when the capture has none.
+fn dedup_time_prefix(captured_at: Option<i64>) -> String {
+    match captured_at {
+        Some(ms @ 0..=9_999_999_999_999) => format!("{ms:013}"),
+        _ => "-".to_owned(),
+    }
+}
+
+fn dedup_digest(bp_id: &str, req: &CaptureRequest) -> String {
     let mut digest = DigestWriter(Sha256::new());
     match &req.idempotency_key {
         Some(k) => {
@@ -863,7 +891,7 @@ mod tests {
         let keyed = request(json!({"breakpoint_id": "b1", "idempotency_key": "k-1"}));
         assert_eq!(
             dedup_key("b1", &keyed),
-            super::super::sha256_hex("b1\0key\0k-1".as_bytes())
+            format!("-#{}", super::super::sha256_hex("b1\0key\0k-1".as_bytes()))
         );
         let body = json!({
             "breakpoint_id": "b1",
@@ -886,11 +914,33 @@ mod tests {
         );
         assert_eq!(
             dedup_key("b1", &content),
-            super::super::sha256_hex(text.as_bytes())
+            format!(
+                "1767225600000#{}",
+                super::super::sha256_hex(text.as_bytes())
+            )
         );
         assert_eq!(dedup_key("b1", &content), dedup_key("b1", &request(body)));
         let other = request(json!({"breakpoint_id": "b1", "variables": {"n": 2}}));
         assert_ne!(dedup_key("b1", &content), dedup_key("b1", &other));
+    }
+
+    #[test]
+    fn dedup_keys_sort_by_captured_at_and_find_a_resend() {
+        let at = |t: &str, k: &str| {
+            dedup_key(
+                "b1",
+                &request(json!({"breakpoint_id": "b1", "captured_at": t, "idempotency_key": k})),
+            )
+        };
+        assert_eq!(
+            at("2026-01-01T00:00:01Z", "k"),
+            at("2026-01-01T00:00:01Z", "k")
+        );
+        assert!(at("2026-01-01T00:00:01Z", "z") < at("2026-01-01T00:00:02Z", "a"));
+        assert!(at("1970-01-01T00:00:00.001Z", "k").starts_with("0000000000001#"));
+        // Times an ordered prefix cannot hold share one prefix.
+        assert!(at("1969-12-31T23:59:59Z", "k").starts_with("-#"));
+        assert!(at("not a time", "k").starts_with("-#"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use traces::{TraceFilter, LATENCY_BUCKETS_MS};
 use crate::condition::ConditionCache;
 use crate::events::{Audience, ChangeEvent};
 use crate::pii::Scrubber;
-use crate::ports::{BlobStore, Clock, EventBus, IdGen, ItemStore};
+use crate::ports::{BlobStore, Clock, EventBus, IdGen, Item, ItemStore, Query};
 
 /// Limits and knobs of the handlers. Defaults are production values.
 #[derive(Debug, Clone)]
@@ -156,6 +156,19 @@ impl Sightline {
             self.forget_service_state(&event.project_id, &event.service);
         }
         self.events.publish(event);
+    }
+
+    /// Every item of a partition that `query` selects, page after page.
+    async fn query_all(&self, pk: &str, mut query: Query) -> crate::error::Result<Vec<Item>> {
+        let mut out = Vec::new();
+        loop {
+            let page = self.items.query(pk, query.clone()).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => query.cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
     }
 }
 

@@ -149,28 +149,13 @@ impl Sightline {
         service: &str,
         sk_prefix: Option<&str>,
     ) -> Result<Vec<Item>> {
-        let pk = keys::service(project_id, service);
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .items
-                .query(
-                    &pk,
-                    Query {
-                        sk_prefix: sk_prefix.map(str::to_owned),
-                        cursor,
-                        limit: Some(500),
-                        ..Query::default()
-                    },
-                )
-                .await?;
-            out.extend(page.items);
-            match page.next {
-                Some(n) => cursor = Some(n),
-                None => return Ok(out),
-            }
-        }
+        let query = Query {
+            sk_prefix: sk_prefix.map(str::to_owned),
+            limit: Some(500),
+            ..Query::default()
+        };
+        self.query_all(&keys::service(project_id, service), query)
+            .await
     }
 
     pub(super) async fn service_settings(

@@ -1,7 +1,7 @@
 //! The trace store's queries, service statistics, metric series and the code index
 //! (DESIGN §8). Ingest, which needs the OTLP decoder, is in `ingest.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
@@ -30,23 +30,33 @@ pub struct TraceFilter {
 }
 
 const MAX_TRACE_PAGE: usize = 100;
+/// How far a snapshot's `captured_at` may lie outside its trace's span times and still be
+/// found: the clocks of a trace's services disagree, and a capture without a time of its
+/// own is stamped on receipt.
+const TRACE_SNAPSHOT_SLACK_MS: i64 = 60_000;
+/// Most minutes of snapshot partitions one trace lookup reads (4 hours).
+const MAX_TRACE_SNAPSHOT_MINUTES: i64 = 240;
 
 impl Sightline {
     /// The item that links a stored snapshot (its list form) to its trace, so the trace
-    /// view lists it. Written in the capture's transaction.
+    /// view lists it (see [`keys::trace_snapshots`]). Written in the capture's transaction,
+    /// with the snapshot's expiry.
     pub(super) fn snapshot_trace_link(
-        &self,
         project: &str,
         trace_id: &str,
+        captured_at_ms: i64,
         snapshot: Map<String, Value>,
     ) -> Item {
         let id = snapshot
             .get("id")
             .and_then(Value::as_str)
-            .unwrap_or_default();
-        let sk = format!("{}{id}", keys::TRACE_SNAPSHOT_PREFIX);
-        let ttl = Some(self.now_secs() + self.config.trace_retention_secs);
-        Item::new(keys::trace(project, trace_id), sk, snapshot).with_ttl(ttl)
+            .unwrap_or_default()
+            .to_owned();
+        Item::new(
+            keys::trace_snapshots(project, trace_id, captured_at_ms),
+            id,
+            snapshot,
+        )
     }
 
     /// `GET /api/traces`: newest first, filtered, cursor-paginated.
@@ -88,8 +98,15 @@ impl Sightline {
         Ok(json!({"traces": traces, "next_cursor": page.next}))
     }
 
-    /// `GET /api/traces/{trace_id}`: every span, and the snapshots captured in the trace.
-    pub async fn get_trace(&self, p: &Principal, trace_id: &str) -> Result<Value> {
+    /// `GET /api/traces/{trace_id}`: every span, and the snapshots captured in the trace:
+    /// those in the minutes around its span times, and around `at_ms` (a time in the
+    /// trace, e.g. a snapshot's `captured_at`) for a trace whose spans never arrived.
+    pub async fn get_trace(
+        &self,
+        p: &Principal,
+        trace_id: &str,
+        at_ms: Option<i64>,
+    ) -> Result<Value> {
         let trace_id = trace_id.to_ascii_lowercase();
         if !crate::wire::is_hex_id(&trace_id, 32) {
             return Err(Error::not_found("trace"));
@@ -98,63 +115,88 @@ impl Sightline {
         let mut spans: Vec<Value> = Vec::new();
         let mut snapshots: Vec<Value> = Vec::new();
         let mut list_sk = None;
-        let mut cursor = None;
-        loop {
-            let page = self
-                .items
-                .query(
-                    &pk,
-                    Query {
-                        cursor,
-                        limit: Some(200),
-                        ..Query::default()
-                    },
-                )
-                .await?;
-            for mut item in page.items {
-                if item.sk.starts_with(keys::TRACE_BATCH_PREFIX) {
-                    // Moved out of the item, not cloned: a batch can hold thousands of spans.
-                    match item.attrs.remove("spans") {
-                        Some(Value::Array(batch)) => spans.extend(batch),
-                        _ => {
-                            if let Some(blob) = item.get_str("spans_blob") {
-                                if let Some(bytes) = self.blobs.get(blob).await? {
-                                    let batch: Vec<Value> =
-                                        serde_json::from_slice(&bytes).unwrap_or_default();
-                                    spans.extend(batch);
-                                }
+        let query = Query {
+            limit: Some(200),
+            ..Query::default()
+        };
+        for mut item in self.query_all(&pk, query).await? {
+            if item.sk.starts_with(keys::TRACE_BATCH_PREFIX) {
+                // Moved out of the item, not cloned: a batch can hold thousands of spans.
+                match item.attrs.remove("spans") {
+                    Some(Value::Array(batch)) => spans.extend(batch),
+                    _ => {
+                        if let Some(blob) = item.get_str("spans_blob") {
+                            if let Some(bytes) = self.blobs.get(blob).await? {
+                                let batch: Vec<Value> =
+                                    serde_json::from_slice(&bytes).unwrap_or_default();
+                                spans.extend(batch);
                             }
                         }
                     }
-                } else if item.sk.starts_with(keys::TRACE_SNAPSHOT_PREFIX) {
-                    snapshots.push(super::capture::snapshot_summary(&item.attrs));
-                } else if item.sk == keys::TRACE_SUMMARY_SK {
-                    list_sk = item.get_str("list_sk").map(str::to_owned);
                 }
+            } else if item.sk.starts_with(keys::TRACE_SNAPSHOT_PREFIX) {
+                snapshots.push(super::capture::snapshot_summary(&item.attrs));
+            } else if item.sk == keys::TRACE_SUMMARY_SK {
+                list_sk = item.get_str("list_sk").map(str::to_owned);
             }
-            match page.next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
+        }
+        let summary = match list_sk {
+            Some(sk) => self.items.get(&keys::traces(&p.project_id), &sk).await?,
+            None => None,
+        };
+        let mut minutes = BTreeSet::new();
+        if let Some(start) = summary.as_ref().and_then(|s| s.get_i64("start_ms")) {
+            let duration = summary
+                .as_ref()
+                .and_then(|s| s.get_i64("duration_ms"))
+                .unwrap_or(0);
+            add_snapshot_minutes(&mut minutes, start, start.saturating_add(duration));
+        }
+        if let Some(at) = at_ms {
+            add_snapshot_minutes(&mut minutes, at, at);
+        }
+        for minute in minutes {
+            snapshots.extend(
+                self.trace_snapshots_in(&p.project_id, &trace_id, minute)
+                    .await?,
+            );
         }
         if spans.is_empty() && snapshots.is_empty() {
             return Err(Error::not_found("trace"));
         }
         spans.sort_by_cached_key(|s| s.get("start_ns").and_then(Value::as_i64).unwrap_or(0));
-        let summary = match list_sk {
-            Some(sk) => self
-                .items
-                .get(&keys::traces(&p.project_id), &sk)
-                .await?
-                .map(|i| trace_summary(&i)),
-            None => None,
-        };
-        let mut out = summary.unwrap_or_else(|| json!({"trace_id": trace_id}));
+        snapshots.sort_by(|a, b| {
+            let id = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_owned);
+            id(a).cmp(&id(b))
+        });
+        let mut out = summary
+            .map(|i| trace_summary(&i))
+            .unwrap_or_else(|| json!({"trace_id": trace_id}));
         if let Value::Object(m) = &mut out {
             m.insert("spans".into(), Value::Array(spans));
             m.insert("snapshots".into(), Value::Array(snapshots));
         }
         Ok(out)
+    }
+
+    /// The snapshots of one trace captured in one minute (list form).
+    async fn trace_snapshots_in(
+        &self,
+        project: &str,
+        trace_id: &str,
+        minute: i64,
+    ) -> Result<Vec<Value>> {
+        let pk = keys::trace_snapshots(project, trace_id, minute.saturating_mul(60_000));
+        let query = Query {
+            limit: Some(200),
+            filter: Some(Condition::cmp("trace_id", CmpOp::Eq, trace_id)),
+            ..Query::default()
+        };
+        let items = self.query_all(&pk, query).await?;
+        Ok(items
+            .iter()
+            .map(|item| super::capture::snapshot_summary(&item.attrs))
+            .collect())
     }
 
     /// Request rate, error rate and latency percentiles of a service over the last
@@ -352,6 +394,20 @@ fn percentile(buckets: &[i64], q: f64) -> Option<f64> {
     LATENCY_BUCKETS_MS.last().copied()
 }
 
+/// Adds the minutes whose snapshot partitions may hold snapshots of a trace that ran from
+/// `from_ms` to `to_ms`, with [`TRACE_SNAPSHOT_SLACK_MS`] either side, at most
+/// [`MAX_TRACE_SNAPSHOT_MINUTES`] of them from the start.
+fn add_snapshot_minutes(minutes: &mut BTreeSet<i64>, from_ms: i64, to_ms: i64) {
+    let first = from_ms
+        .saturating_sub(TRACE_SNAPSHOT_SLACK_MS)
+        .div_euclid(60_000);
+    let last = to_ms
+        .saturating_add(TRACE_SNAPSHOT_SLACK_MS)
+        .div_euclid(60_000);
+    let last = last.min(first.saturating_add(MAX_TRACE_SNAPSHOT_MINUTES - 1));
+    minutes.extend(first..=last);
+}
+
 fn trace_summary(item: &Item) -> Value {
     let a = &item.attrs;
     let services: Vec<&str> = a.keys().filter_map(|k| k.strip_prefix("svc:")).collect();
@@ -370,6 +426,21 @@ fn trace_summary(item: &Item) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lookup_reads_the_minutes_around_the_trace_and_no_more_than_the_cap() {
+        let mut minutes = BTreeSet::new();
+        // 10:00:30 to 10:00:40 → 09:59:30 to 10:01:40 with the slack: three minutes.
+        add_snapshot_minutes(&mut minutes, 36_030_000, 36_040_000);
+        assert_eq!(minutes.into_iter().collect::<Vec<_>>(), [599, 600, 601]);
+        let mut minutes = BTreeSet::new();
+        add_snapshot_minutes(&mut minutes, 0, i64::MAX);
+        assert_eq!(minutes.len(), MAX_TRACE_SNAPSHOT_MINUTES as usize);
+        assert_eq!(minutes.first(), Some(&-1));
+        let mut minutes = BTreeSet::new();
+        add_snapshot_minutes(&mut minutes, i64::MIN, i64::MIN);
+        assert_eq!(minutes.len(), 2);
+    }
 
     #[test]
     fn percentiles_interpolate_within_buckets() {

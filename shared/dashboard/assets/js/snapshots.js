@@ -48,7 +48,7 @@ export async function list(ctx) {
       h('td', {}, h('div', {}, h('code', {}, s.label || b?.label || s.function_name || '—')), h('div', { class: 'muted small loc' }, shortLoc(s.file_path || b?.file_path, s.line_number || b?.line_number))),
       h('td', { class: 'hide-sm' }, s.service_name),
       h('td', { class: 'hide-sm' }, flags.length ? badge(`${flags.length} security flag${flags.length > 1 ? 's' : ''}`, 'warn') : h('span', { class: 'muted' }, '—')),
-      h('td', {}, s.trace_id ? h('a', { href: `/traces/${s.trace_id}`, onclick: (ev) => ev.stopPropagation() }, h('code', {}, s.trace_id.slice(0, 8))) : h('span', { class: 'muted' }, '—')));
+      h('td', {}, s.trace_id ? h('a', { href: traceHref(s), onclick: (ev) => ev.stopPropagation() }, h('code', {}, s.trace_id.slice(0, 8))) : h('span', { class: 'muted' }, '—')));
   };
   const setVisible = () => {
     emptyBox.classList.toggle('hidden', shown > 0);
@@ -91,7 +91,7 @@ export async function detail(ctx, id) {
     h('dt', {}, 'Breakpoint'), h('dd', {}, s.breakpoint_id ? h('a', { href: `/breakpoints/${s.breakpoint_id}` }, s.label || s.breakpoint_id) : '—'),
     h('dt', {}, 'Captured'), h('dd', {}, s.captured_at ? new Date(s.captured_at).toLocaleString() : '—', ' ', h('span', { class: 'muted' }, '(', ago(s.captured_at), ')')),
     h('dt', {}, 'Trace'), h('dd', {}, s.trace_id
-      ? h('a', { href: `/traces/${s.trace_id}${s.span_id ? `?span=${s.span_id}` : ''}`, id: 'trace-link' }, 'Open trace ', h('code', {}, s.trace_id.slice(0, 16)), ' →')
+      ? h('a', { href: traceHref(s), id: 'trace-link' }, 'Open trace ', h('code', {}, s.trace_id.slice(0, 16)), ' →')
       : h('span', { class: 'muted' }, 'not part of a trace')));
   mount(ctx.main,
     h('div', { class: 'crumbs' }, h('a', { href: '/snapshots' }, 'Snapshots'), ' / ', h('code', {}, id.slice(0, 12))),
@@ -181,4 +181,14 @@ function requestView(req) {
   const nested = Object.entries(req).filter(([, v]) => v && typeof v === 'object');
   return h('div', { class: 'stack', id: 'request-context' }, h('dl', { class: 'kv' }, rows),
     nested.map(([k, v]) => h('div', {}, h('h3', {}, k), h('div', { class: 'tree' }, tree(v)))));
+}
+
+/** The trace view of a snapshot's trace: its span selected, and its capture time, which
+ * finds the snapshots of a trace whose spans never arrived. */
+function traceHref(s) {
+  const q = new URLSearchParams();
+  if (s.span_id) q.set('span', s.span_id);
+  if (s.captured_at) q.set('at', s.captured_at);
+  const query = q.toString();
+  return `/traces/${s.trace_id}${query ? `?${query}` : ''}`;
 }

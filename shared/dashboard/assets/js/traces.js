@@ -72,7 +72,8 @@ function legendChip(name) {
 }
 
 export async function detail(ctx, id) {
-  const t = await api(`/api/traces/${enc(id)}`);
+  const at = ctx.params.get('at');
+  const t = await api(`/api/traces/${enc(id)}${at ? `?at=${enc(at)}` : ''}`);
   if (!ctx.current()) return;
   const spans = t.spans || [];
   const snaps = t.snapshots || [];
