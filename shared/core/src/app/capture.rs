@@ -510,6 +510,7 @@ impl Sightline {
                 s.into()
             })
         };
+        let captured_at = req.captured_at.unwrap_or(now);
         let mut summary = Map::with_capacity(16);
         for (name, value) in [
             ("id", Value::from(id.as_str())),
@@ -539,7 +540,7 @@ impl Sightline {
             ),
             ("trace_id", lower(req.trace_id)),
             ("span_id", lower(req.span_id)),
-            ("captured_at", req.captured_at.unwrap_or(now).into()),
+            ("captured_at", captured_at.into()),
             ("received_at", now.into()),
             (
                 "security_flags",
@@ -550,10 +551,6 @@ impl Sightline {
             summary.insert(name.into(), value);
         }
         let expires = now / 1000 + self.config.snapshot_retention_secs;
-        let captured_at = summary
-            .get("captured_at")
-            .and_then(Value::as_i64)
-            .unwrap_or(now);
         let trace_link = summary
             .get("trace_id")
             .and_then(Value::as_str)
@@ -616,18 +613,11 @@ impl Sightline {
 /// index for each capture. The parts are fed to the digest as they are written, so no text
 /// is built.
 fn dedup_key(bp_id: &str, req: &CaptureRequest) -> String {
-    format!(
-        "{}#{}",
-        dedup_time_prefix(req.captured_at),
-        dedup_digest(bp_id, req)
-    )
-}
-
-/// `captured_at` in ms, zero-padded so markers sort by it; `-` when the capture has none.
-fn dedup_time_prefix(captured_at: Option<i64>) -> String {
-    match captured_at {
-        Some(ms @ 0..=9_999_999_999_999) => format!("{ms:013}"),
-        _ => "-".to_owned(),
+    let digest = dedup_digest(bp_id, req);
+    // Zero-padded so markers sort by time; `-` for no time, or one 13 digits cannot hold.
+    match req.captured_at {
+        Some(ms @ 0..=9_999_999_999_999) => format!("{ms:013}#{digest}"),
+        _ => format!("-#{digest}"),
     }
 }
 

@@ -165,10 +165,7 @@ impl Sightline {
             return Err(Error::not_found("trace"));
         }
         spans.sort_by_cached_key(|s| s.get("start_ns").and_then(Value::as_i64).unwrap_or(0));
-        snapshots.sort_by(|a, b| {
-            let id = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_owned);
-            id(a).cmp(&id(b))
-        });
+        snapshots.sort_by(|a, b| snapshot_id(a).cmp(snapshot_id(b)));
         let mut out = summary
             .map(|i| trace_summary(&i))
             .unwrap_or_else(|| json!({"trace_id": trace_id}));
@@ -406,6 +403,13 @@ fn add_snapshot_minutes(minutes: &mut BTreeSet<i64>, from_ms: i64, to_ms: i64) {
         .div_euclid(60_000);
     let last = last.min(first.saturating_add(MAX_TRACE_SNAPSHOT_MINUTES - 1));
     minutes.extend(first..=last);
+}
+
+fn snapshot_id(snapshot: &Value) -> &str {
+    snapshot
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn trace_summary(item: &Item) -> Value {
