@@ -12,7 +12,9 @@
 //! in it hears the error. Callers encode attributes before queueing, so the writer only
 //! reads, checks and writes rows.
 //! WAL checkpoints (and their fsync) run on a separate thread, not inside a commit; the
-//! writer only finishes one now and then between groups so the WAL can start over.
+//! writer only finishes one now and then between groups so the WAL can start over. After
+//! each commit the writer asks for the WAL pages it will overwrite next ([`WalReadahead`]),
+//! so a page the host evicted is read back ahead of it rather than in the middle of a group.
 //! Reads run on `spawn_blocking` with a small pool of read-only connections. (A large page
 //! cache or `mmap_size` measured slower here: SQLite walks the whole cache when a statement
 //! rolls back, and remapping costs TLB shootdowns on every commit.)
@@ -193,7 +195,7 @@ pub struct SqliteItemStore {
 impl SqliteItemStore {
     /// Opens or creates the database at `path`. Blocking; call at startup.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> StoreResult<Self> {
-        let writer = Connection::open(path).db()?;
+        let mut writer = Connection::open(path).db()?;
         configure(&writer).db()?;
         let mode: String = writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -202,11 +204,25 @@ impl SqliteItemStore {
             tracing::warn!(%mode, path = %path.display(), "SQLite refused WAL mode; reads will wait on writes");
         }
         migrate(&writer)?;
+        let page_size: i64 = writer
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .db()?;
+        let mut readahead = WalReadahead::new(path, page_size);
         // Checkpoints run on their own thread (below), so a commit never pays for copying
         // the WAL back and its fsync. The writer checkpoints itself only as a backstop,
-        // should the WAL grow this large anyway.
+        // should the WAL grow this large anyway (what `wal_autocheckpoint` would do; the
+        // hook replaces it).
         writer
-            .pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+            .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, frames| {
+                readahead.after_commit(frames);
+                if i64::from(frames) >= WAL_BACKSTOP_PAGES {
+                    if let Err(e) = wal.checkpoint() {
+                        tracing::debug!(error = %e, "backstop WAL checkpoint failed");
+                    }
+                }
+                // An error here would fail a statement whose commit already happened.
+                Ok(())
+            }))
             .db()?;
         writer
             .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
@@ -505,6 +521,81 @@ fn checkpoint_loop(
             let _ = passive();
             finish_checkpoint.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// Reads the WAL's next pages into the page cache ahead of the writer. A WAL frame is a
+/// 24-byte header plus a page, so nearly every frame write covers part of a file page;
+/// when a cycle overwrites a page that the host evicted since the last one (hosts that
+/// reclaim idle page cache proactively do so within seconds), the kernel reads it back
+/// first and the writer, with every write queued behind it, waits on the disk. Asking
+/// for the next chunk as the writer enters the current one turns that into readahead.
+struct WalReadahead {
+    #[cfg(target_os = "linux")]
+    path: std::path::PathBuf,
+    #[cfg(target_os = "linux")]
+    file: Option<std::fs::File>,
+    #[cfg(target_os = "linux")]
+    frame_bytes: u64,
+    #[cfg(target_os = "linux")]
+    chunk: Option<u64>,
+}
+
+impl WalReadahead {
+    /// Bytes asked for at a time.
+    #[cfg(target_os = "linux")]
+    const CHUNK: u64 = 256 * 1024;
+    /// The WAL file's own header, before the first frame.
+    #[cfg(target_os = "linux")]
+    const HEADER: u64 = 32;
+
+    fn new(db_path: &Path, page_size: i64) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            let mut path = db_path.as_os_str().to_owned();
+            path.push("-wal");
+            Self {
+                path: path.into(),
+                file: None,
+                frame_bytes: u64::try_from(page_size).unwrap_or(4096) + 24,
+                chunk: None,
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (db_path, page_size);
+            Self {}
+        }
+    }
+
+    /// Called after each commit with the frames now in the WAL.
+    fn after_commit(&mut self, frames: std::ffi::c_int) {
+        #[cfg(target_os = "linux")]
+        {
+            let end = Self::HEADER + u64::try_from(frames).unwrap_or(0) * self.frame_bytes;
+            let chunk = end / Self::CHUNK;
+            if self.chunk == Some(chunk) {
+                return;
+            }
+            if self.file.is_none() {
+                // Its own descriptor: SQLite holds no locks on the WAL file, so opening and
+                // closing one cannot release any.
+                self.file = std::fs::File::open(&self.path).ok();
+            }
+            let Some(file) = &self.file else { return };
+            self.chunk = Some(chunk);
+            let len = std::num::NonZeroU64::new(Self::CHUNK);
+            if let Err(e) = rustix::fs::fadvise(
+                file,
+                (chunk + 1) * Self::CHUNK,
+                len,
+                rustix::fs::Advice::WillNeed,
+            ) {
+                tracing::debug!(error = %e, "WAL readahead failed");
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = frames;
     }
 }
 
@@ -956,6 +1047,30 @@ mod tests {
         }
         drop(send);
         writer_loop(&conn, &queue, &crate::SystemClock, &AtomicBool::new(false));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_wal_readahead_follows_the_end_of_the_wal_and_survives_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("r.db");
+        let mut ahead = WalReadahead::new(&db, 4096);
+        // No WAL file yet: nothing to read, and no error.
+        ahead.after_commit(10);
+        assert!(ahead.file.is_none() && ahead.chunk.is_none());
+        std::fs::write(dir.path().join("r.db-wal"), vec![0u8; 1 << 20]).unwrap();
+        ahead.after_commit(11);
+        assert_eq!(
+            ahead.chunk,
+            Some(0),
+            "frame 11 ends inside the first 256 KiB"
+        );
+        assert!(ahead.file.is_some());
+        // 64 frames of 4,120 bytes end past the first chunk; a restarted WAL is back at 0.
+        ahead.after_commit(64);
+        assert_eq!(ahead.chunk, Some(1));
+        ahead.after_commit(1);
+        assert_eq!(ahead.chunk, Some(0));
     }
 
     fn store_file() -> (tempfile::TempDir, std::path::PathBuf) {
