@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
 use super::Sightline;
@@ -36,6 +37,8 @@ const MAX_TRACE_PAGE: usize = 100;
 const TRACE_SNAPSHOT_SLACK_MS: i64 = 60_000;
 /// Most minutes of snapshot partitions one trace lookup reads (4 hours).
 const MAX_TRACE_SNAPSHOT_MINUTES: i64 = 240;
+/// Minute partitions a trace lookup queries at once.
+const SNAPSHOT_MINUTES_IN_FLIGHT: usize = 8;
 
 impl Sightline {
     /// The item that links a stored snapshot (its list form) to its trace, so the trace
@@ -155,12 +158,14 @@ impl Sightline {
         if let Some(at) = at_ms {
             add_snapshot_minutes(&mut minutes, at, at);
         }
-        for minute in minutes {
-            snapshots.extend(
-                self.trace_snapshots_in(&p.project_id, &trace_id, minute)
-                    .await?,
-            );
-        }
+        // One query per minute partition, a few at a time: on DynamoDB each is a round
+        // trip, and a trace usually covers three or four minutes with the slack.
+        let per_minute: Vec<Vec<Value>> = futures::stream::iter(minutes)
+            .map(|minute| self.trace_snapshots_in(&p.project_id, &trace_id, minute))
+            .buffer_unordered(SNAPSHOT_MINUTES_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        snapshots.extend(per_minute.into_iter().flatten());
         if spans.is_empty() && snapshots.is_empty() {
             return Err(Error::not_found("trace"));
         }
