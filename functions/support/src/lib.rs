@@ -177,12 +177,7 @@ pub async fn fetch_secret(sdk: &SdkConfig, name: &str) -> Result<String, ConfigE
 pub async fn edge_publisher_from_env(
 ) -> Result<sightline_http::edge_publish::EdgePublisher, ConfigError> {
     let relay = RelaySettings::from_env()?;
-    // The loader (not `lambda_sdk_config`): it also honours `AWS_ENDPOINT_URL_SSM`.
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(required(env::REGION)?))
-        .http_client(https_client())
-        .load()
-        .await;
+    let sdk = relay_sdk_config(required(env::REGION)?).await;
     let secret = fetch_secret(&sdk, &relay.secret_parameter).await?;
     sightline_http::edge_publish::EdgePublisher::new(
         &relay.edge_url,
@@ -193,6 +188,21 @@ pub async fn edge_publisher_from_env(
         name: env::EDGE_URL,
         reason: e.to_string(),
     })
+}
+
+/// The relay's SDK configuration for SSM: the loader (not [`lambda_sdk_config`]), which
+/// also honours `AWS_ENDPOINT_URL_SSM`, with the stores' retries and timeouts, so a slow
+/// or unreachable SSM fails the cold start within seconds instead of holding the
+/// invocation until the function's own timeout.
+#[cfg(feature = "relay")]
+pub async fn relay_sdk_config(region: String) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .http_client(https_client())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .load()
+        .await
 }
 
 /// How long one publish may take before the invocation fails and the batch is retried.
@@ -286,6 +296,17 @@ mod tests {
         assert_eq!(sdk.retry_config(), Some(&retry_config()));
         assert_eq!(sdk.timeout_config(), Some(&timeout_config()));
         assert!(sdk.credentials_provider().is_some());
+        assert!(sdk.http_client().is_some());
+    }
+
+    /// The relay reads its secret from SSM under the same retry and timeout policy.
+    #[cfg(feature = "relay")]
+    #[tokio::test]
+    async fn the_relay_sdk_config_has_the_stores_policy() {
+        let sdk = relay_sdk_config("eu-west-1".into()).await;
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(sdk.retry_config(), Some(&retry_config()));
+        assert_eq!(sdk.timeout_config(), Some(&timeout_config()));
         assert!(sdk.http_client().is_some());
     }
 
