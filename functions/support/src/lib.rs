@@ -177,7 +177,8 @@ pub async fn fetch_secret(sdk: &SdkConfig, name: &str) -> Result<String, ConfigE
 pub async fn edge_publisher_from_env(
 ) -> Result<sightline_http::edge_publish::EdgePublisher, ConfigError> {
     let relay = RelaySettings::from_env()?;
-    let sdk = relay_sdk_config(required(env::REGION)?).await;
+    // The loader (not `lambda_sdk_config`): it also honours `AWS_ENDPOINT_URL_SSM`.
+    let sdk = load_sdk_config(Some(&required(env::REGION)?)).await;
     let secret = fetch_secret(&sdk, &relay.secret_parameter).await?;
     sightline_http::edge_publish::EdgePublisher::new(
         &relay.edge_url,
@@ -188,21 +189,6 @@ pub async fn edge_publisher_from_env(
         name: env::EDGE_URL,
         reason: e.to_string(),
     })
-}
-
-/// The relay's SDK configuration for SSM: the loader (not [`lambda_sdk_config`]), which
-/// also honours `AWS_ENDPOINT_URL_SSM`, with the stores' retries and timeouts, so a slow
-/// or unreachable SSM fails the cold start within seconds instead of holding the
-/// invocation until the function's own timeout.
-#[cfg(feature = "relay")]
-pub async fn relay_sdk_config(region: String) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region))
-        .http_client(https_client())
-        .retry_config(retry_config())
-        .timeout_config(timeout_config())
-        .load()
-        .await
 }
 
 /// How long one publish may take before the invocation fails and the batch is retried.
@@ -227,7 +213,11 @@ impl EventBus for StreamedBus {
 /// The core over DynamoDB and S3 with the SDK configuration of [`load_sdk_config`] (the
 /// whole credentials chain: environment, profile, SSO, role), for tools run by an operator.
 pub async fn build_app(stores: &AwsStoreConfig, config: Config) -> Arc<Sightline> {
-    app_over(&load_sdk_config(stores).await, stores, config)
+    app_over(
+        &load_sdk_config(stores.region.as_deref()).await,
+        stores,
+        config,
+    )
 }
 
 /// The SDK configuration of a function: the stores' retry, timeout and HTTPS client policy,
@@ -285,8 +275,8 @@ mod tests {
 
     use super::*;
 
-    /// The functions' SDK configuration carries the stores' whole policy (the loader path
-    /// gets the same from `load_sdk_config`), the region and an HTTPS client.
+    /// The functions' SDK configuration carries the stores' whole policy, the region and an
+    /// HTTPS client.
     #[test]
     fn lambda_sdk_config_has_the_stores_policy() {
         let mut stores = AwsStoreConfig::new("sightline", "sightline-blobs");
@@ -299,11 +289,11 @@ mod tests {
         assert!(sdk.http_client().is_some());
     }
 
-    /// The relay reads its secret from SSM under the same retry and timeout policy.
-    #[cfg(feature = "relay")]
+    /// The loader path (operator tools, and the relay's SSM client, so an unreachable SSM
+    /// fails its cold start within the stores' bounds) has the same policy.
     #[tokio::test]
-    async fn the_relay_sdk_config_has_the_stores_policy() {
-        let sdk = relay_sdk_config("eu-west-1".into()).await;
+    async fn the_loaded_sdk_config_has_the_stores_policy() {
+        let sdk = load_sdk_config(Some("eu-west-1")).await;
         assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
         assert_eq!(sdk.retry_config(), Some(&retry_config()));
         assert_eq!(sdk.timeout_config(), Some(&timeout_config()));

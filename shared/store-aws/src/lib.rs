@@ -69,14 +69,16 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(12);
 
-/// Loads the shared SDK configuration (credentials and region from the environment, the
-/// profile or the execution role) with the retry and timeout policy of the stores.
-pub async fn load_sdk_config(config: &AwsStoreConfig) -> SdkConfig {
+/// Loads the shared SDK configuration (credentials, and the region unless given, from the
+/// environment, the profile or the execution role) with the retry and timeout policy of the
+/// stores. Every AWS client Sightline builds through the loader uses it, the stores' and
+/// the relay's SSM client alike.
+pub async fn load_sdk_config(region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry_config())
         .timeout_config(timeout_config());
-    if let Some(region) = &config.region {
-        loader = loader.region(Region::new(region.clone()));
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
     }
     loader.http_client(https_client()).load().await
 }
@@ -119,7 +121,7 @@ pub fn https_client() -> SharedHttpClient {
 /// Builds both stores from one SDK configuration (one credentials chain, one HTTP client
 /// per service), as a Lambda cold start or `main` does once.
 pub async fn connect(config: &AwsStoreConfig) -> (DynamoItemStore, S3BlobStore) {
-    let sdk = load_sdk_config(config).await;
+    let sdk = load_sdk_config(config.region.as_deref()).await;
     (
         DynamoItemStore::from_sdk_config(&sdk, config),
         S3BlobStore::from_sdk_config(&sdk, config),
