@@ -379,20 +379,15 @@ async fn send(
 ) -> Result<u16, &'static str> {
     let request = request(shared).map_err(|_| "request")?;
     let exchange = async {
-        if let Some(sender) = conn.as_mut() {
-            if sender.ready().await.is_err() {
-                // The server closed it.
-                *conn = None;
-            }
-        }
-        let sender = match conn {
-            Some(sender) => sender,
-            None => {
-                let sender = conn.insert(connect(&shared.authority).await?);
-                sender.ready().await.map_err(|_| "connect")?;
-                sender
-            }
+        // A kept connection the server has closed is not ready: open another.
+        let kept = match conn.take() {
+            Some(mut sender) => sender.ready().await.ok().map(|()| sender),
+            None => None,
         };
+        let sender = conn.insert(match kept {
+            Some(sender) => sender,
+            None => connect(&shared.authority).await?,
+        });
         let response = sender
             .send_request(request)
             .await
@@ -411,16 +406,18 @@ async fn send(
     outcome
 }
 
-/// A keep-alive HTTP/1.1 connection to `authority`, driven by a task of its own.
+/// A keep-alive HTTP/1.1 connection to `authority`, driven by a task of its own and ready
+/// for its first request.
 async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, &'static str> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|_| "connect")?;
     stream.set_nodelay(true).map_err(|_| "connect")?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| "connect")?;
     tokio::spawn(connection);
+    sender.ready().await.map_err(|_| "connect")?;
     Ok(sender)
 }
 
